@@ -1,0 +1,81 @@
+"""Command line: ``voxgate serve | converse | bench | models | personas``.
+
+Each command imports its module lazily so that ``voxgate --help`` and the
+light commands start fast and do not load models.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from importlib import import_module
+
+
+def _lazy(target: str) -> Callable[[argparse.Namespace], int]:
+    module_name, func_name = target.split(":")
+
+    def run(args: argparse.Namespace) -> int:
+        func: Callable[[argparse.Namespace], int] = getattr(import_module(module_name), func_name)
+        return func(args)
+
+    return run
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="voxgate", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the voice gateway (web client + WebSocket)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8765)
+    serve.add_argument("--persona", default="ada", help="default persona id")
+    serve.add_argument("--personas-dir", default=None, help="extra persona TOML files")
+    serve.add_argument("--llm-url", default=None, help="OpenAI-compatible server instead of the embedded llama.cpp")
+    serve.add_argument("--llm-model", default=None, help="model name sent to --llm-url")
+    serve.add_argument("--token", default=None, help="session token (default: $VOXGATE_TOKEN or generated)")
+    serve.add_argument("--no-token", action="store_true", help="accept WebSocket sessions without a token (tests, trusted loopback)")
+    serve.add_argument("--allow-origin", action="append", default=[], help="extra allowed Origin")
+    serve.add_argument("--open", action="store_true", help="open the web client in a browser")
+    serve.add_argument("--trace", default=None, help="JSONL trace/metrics file (default runs/trace-*.jsonl)")
+    serve.add_argument("--sequential", action="store_true", help="naive baseline: no overlap, no speculation")
+    serve.set_defaults(func=_lazy("voxgate.transport.server:cli_serve"))
+
+    converse = sub.add_parser("converse", help="stream a WAV to a server in real time, save the reply")
+    converse.add_argument("wav", nargs="+", help="one WAV per user turn")
+    converse.add_argument("--url", default="ws://127.0.0.1:8765/ws")
+    converse.add_argument("--token", default=None)
+    converse.add_argument("--persona", default=None)
+    converse.add_argument("--out", default="reply.wav", help="reply audio (turn N appends -N)")
+    converse.add_argument("--json", action="store_true", help="print results as JSON")
+    converse.set_defaults(func=_lazy("voxgate.client.converse:cli_converse"))
+
+    bench = sub.add_parser("bench", help="benchmarks that print tables")
+    bench_sub = bench.add_subparsers(dest="bench", required=True)
+    latency = bench_sub.add_parser("latency", help="voice-to-voice latency per stage")
+    latency.add_argument("--turns", type=int, default=6)
+    latency.add_argument("--compare", action="store_true", help="sequential vs voxgate in one run")
+    latency.add_argument("--png", default=None, help="write a per-turn waterfall figure")
+    latency.add_argument("--json", default=None, help="write the raw per-turn results")
+    latency.set_defaults(func=_lazy("voxgate.bench.latency:cli_latency"))
+
+    models = sub.add_parser("models", help="assemble and check the default offline models")
+    models.add_argument("action", choices=["assemble", "check", "path"])
+    models.set_defaults(func=_lazy("voxgate.models.assets:cli_models"))
+
+    personas = sub.add_parser("personas", help="list, show or create personas")
+    personas.add_argument("action", choices=["list", "show", "new"])
+    personas.add_argument("name", nargs="?")
+    personas.add_argument("--dir", default=None, help="persona directory")
+    personas.set_defaults(func=_lazy("voxgate.personas.cli:cli_personas"))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

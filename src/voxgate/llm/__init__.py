@@ -1,0 +1,1 @@
+"""LLM engines: an interface (base.py) and one module per backend."""

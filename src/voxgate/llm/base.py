@@ -1,0 +1,57 @@
+"""The LLM engine interface every backend implements."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from voxgate.scheduler import Priority, PriorityRef
+
+
+@dataclass(frozen=True, slots=True)
+class ChatMessage:
+    role: str  # "system" | "user" | "assistant"
+    content: str
+
+
+@dataclass(slots=True)
+class LLMRequest:
+    persona_id: str
+    messages: list[ChatMessage]
+    max_tokens: int = 80
+    temperature: float = 0.6
+    seed: int = 0
+    # Read at every decode step, so a speculative run is promoted in place.
+    priority: PriorityRef = field(default_factory=lambda: PriorityRef(Priority.LLM_LIVE))
+
+
+@dataclass(slots=True)
+class LLMUsage:
+    """Filled in by the engine while it streams; read by turn metrics."""
+
+    prompt_tokens: int = 0
+    reused_tokens: int = 0  # prefix served from a persona's KV state / the server's cache
+    evaluated_tokens: int = 0  # prompt tokens actually prefilled this turn
+    generated_tokens: int = 0
+    restore_ms: float = 0.0  # time to load the persona's KV slot
+    prefill_ms: float = 0.0
+    decode_ms: float = 0.0
+
+
+class LLMError(RuntimeError):
+    """The backend failed; the message says what to do about it."""
+
+
+class LLMEngine(Protocol):
+    name: str
+
+    async def warm(self) -> None:
+        """Load and run once so that a user's first turn is not the cold one."""
+
+    def stream(self, request: LLMRequest, usage: LLMUsage) -> AsyncIterator[str]:
+        """Yield reply text deltas. Closing the iterator cancels generation and
+        returns only after the backend has stopped working on it."""
+        ...
+
+    async def close(self) -> None: ...

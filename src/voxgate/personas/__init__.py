@@ -1,0 +1,1 @@
+"""Personas: files, voices, memory."""

@@ -1,0 +1,1 @@
+"""Wire formats: binary frames (frames.py) and JSON control events (events.py)."""
