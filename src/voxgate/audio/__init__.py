@@ -1,0 +1,1 @@
+"""PCM buffers, conversion and resampling."""

@@ -1,0 +1,56 @@
+"""Session configuration: defaults, per-persona overrides, client updates (validated)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from voxgate.personas.persona import Persona
+
+
+class SessionConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    endpoint_min_ms: int = Field(200, ge=0, le=5000)
+    endpoint_max_ms: int = Field(1500, ge=0, le=10000)
+    interrupt_min_ms: int = Field(300, ge=0, le=5000)
+    # Start the final decode at the VAD's speech end, overlapping the endpointing wait.
+    overlap: bool = True
+    # Run the LLM (and first TTS) on the early-final transcript before the turn is committed.
+    speculate: bool = True
+    clause_chunking: bool = True
+    interim_stt: bool = True
+    interim_interval_ms: int = Field(1200, ge=200, le=10000)
+    fillers: bool = True
+    filler_after_ms: int = Field(800, ge=0, le=10000)
+    max_utterance_ms: int = Field(30000, ge=1000, le=120000)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SessionConfig:
+        if self.endpoint_max_ms < self.endpoint_min_ms:
+            raise ValueError("endpoint_max_ms must be >= endpoint_min_ms")
+        return self
+
+    @property
+    def mode(self) -> str:
+        return "voxgate" if self.overlap else "sequential"
+
+
+def sequential_config() -> SessionConfig:
+    """The naive baseline of the design documents: every stage waits for the previous one."""
+    return SessionConfig(endpoint_min_ms=500, endpoint_max_ms=500, overlap=False,
+                         speculate=False, clause_chunking=False, interim_stt=False,
+                         fillers=False)
+
+
+def config_for(persona: Persona, base: SessionConfig, update: dict[str, Any] | None) -> SessionConfig:
+    """Persona preferences first, then what the client asked for."""
+    values = base.model_dump()
+    if base.overlap:  # the sequential baseline keeps its fixed 500 ms
+        if persona.endpoint_min_ms is not None:
+            values["endpoint_min_ms"] = persona.endpoint_min_ms
+        if persona.endpoint_max_ms is not None:
+            values["endpoint_max_ms"] = persona.endpoint_max_ms
+    values.update(update or {})
+    return SessionConfig(**values)

@@ -1,0 +1,82 @@
+"""The process-wide model engines: loaded once, warmed at start-up, shared by every session."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from voxgate.audio.pcm import Int16Array
+from voxgate.llm.base import LLMEngine
+from voxgate.metrics.prometheus import Registry
+from voxgate.metrics.trace import JsonlTrace
+from voxgate.personas.persona import Persona, VoiceSpec, load_personas
+from voxgate.scheduler import ComputeGate, Priority
+from voxgate.stt.base import STTEngine
+from voxgate.tts.base import TTSEngine
+
+log = logging.getLogger("voxgate.engines")
+
+
+@dataclass
+class Engines:
+    gate: ComputeGate
+    stt: STTEngine
+    llm: LLMEngine
+    tts: TTSEngine
+    personas: dict[str, Persona]
+    default_persona: str
+    trace: JsonlTrace = field(default_factory=lambda: JsonlTrace(None))
+    registry: Registry = field(default_factory=Registry)
+    fillers: dict[tuple[VoiceSpec, str], Int16Array] = field(default_factory=dict)
+
+    def persona(self, persona_id: str | None) -> Persona:
+        key = persona_id or self.default_persona
+        if key not in self.personas:
+            known = ", ".join(sorted(self.personas))
+            raise KeyError(f"unknown persona {key!r}; known: {known}")
+        return self.personas[key]
+
+    async def warm(self) -> None:
+        """First calls are slow (allocation, kernels); pay them before any user does."""
+        for name, coro in (("stt", self.stt.warm()), ("llm", self.llm.warm()),
+                           ("tts", self.tts.warm())):
+            started = time.perf_counter()
+            await coro
+            log.info("warmed %s in %.0f ms", name, (time.perf_counter() - started) * 1000)
+        for persona in self.personas.values():
+            for text in persona.fillers:
+                key = (persona.voice, text)
+                if key not in self.fillers:
+                    self.fillers[key] = await self.tts.synthesize(text, persona.voice,
+                                                                  Priority.SPECULATIVE)
+
+    async def close(self) -> None:
+        await asyncio.gather(self.stt.close(), self.llm.close(), self.tts.close())
+
+
+def load_default_engines(*, personas_dir: Path | None = None, default_persona: str = "ada",
+                         llm_url: str | None = None, llm_model: str | None = None,
+                         trace_path: Path | None = None) -> Engines:
+    """The offline default stack: faster-whisper tiny.en, llama.cpp Qwen 0.5B, Piper joe."""
+    from voxgate.stt.whisper import WhisperSTT
+    from voxgate.tts.piper_tts import PiperTTS
+
+    gate = ComputeGate()
+    llm: LLMEngine
+    if llm_url:
+        from voxgate.llm.openai_compat import OpenAICompatEngine
+
+        llm = OpenAICompatEngine(llm_url, model=llm_model or "default")
+    else:
+        from voxgate.llm.llama_engine import LlamaEngine
+
+        llm = LlamaEngine(gate)
+    personas = load_personas(personas_dir)
+    if default_persona not in personas:
+        raise SystemExit(f"persona {default_persona!r} not found; known: {', '.join(sorted(personas))}")
+    return Engines(gate=gate, stt=WhisperSTT(gate), llm=llm, tts=PiperTTS(gate),
+                   personas=personas, default_persona=default_persona,
+                   trace=JsonlTrace(trace_path))

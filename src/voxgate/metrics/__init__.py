@@ -1,0 +1,1 @@
+"""Turn metrics, JSONL traces, Prometheus exposition."""

@@ -1,0 +1,1 @@
+"""Speech to text: interface (base.py) and one module per backend."""

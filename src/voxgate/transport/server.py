@@ -1,0 +1,206 @@
+"""The gateway: one aiohttp app serving the web client, the voice WebSocket and metrics."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import hmac
+import logging
+import os
+import secrets
+import signal
+import sys
+import time
+import webbrowser
+from dataclasses import dataclass, field
+from importlib.resources import files
+from pathlib import Path
+
+from aiohttp import WSMsgType, web
+
+from voxgate.config import SessionConfig, sequential_config
+from voxgate.engines import Engines, load_default_engines
+from voxgate.protocol.frames import MAX_FRAME_BYTES, FrameType, encode_text
+from voxgate.session import CloseSession, Session
+
+log = logging.getLogger("voxgate.server")
+
+WEB_DIR = Path(str(files("voxgate").joinpath("web")))
+STATIC_TYPES = {".js": "text/javascript", ".css": "text/css", ".html": "text/html",
+                ".svg": "image/svg+xml", ".ico": "image/x-icon"}
+# aiohttp closes the socket past this size; our own decoder answers anything
+# between MAX_FRAME_BYTES and this with an error frame and keeps the session.
+WS_HARD_LIMIT = 4 * MAX_FRAME_BYTES
+
+
+@dataclass
+class GatewaySettings:
+    token: str | None  # None: no token required
+    allowed_origins: set[str] = field(default_factory=set)
+    max_sessions: int = 16
+    base_config: SessionConfig = field(default_factory=SessionConfig)
+
+
+ENGINES: web.AppKey[Engines] = web.AppKey("engines", Engines)
+SETTINGS: web.AppKey[GatewaySettings] = web.AppKey("settings", GatewaySettings)
+SESSIONS: web.AppKey[set[Session]] = web.AppKey("sessions", set)
+
+
+def _token_ok(settings: GatewaySettings, request: web.Request) -> bool:
+    if settings.token is None:
+        return True
+    offered = request.query.get("token", "")
+    header = request.headers.get("Authorization", "")
+    if header.startswith("Bearer "):
+        offered = header[7:]
+    return hmac.compare_digest(offered.encode(), settings.token.encode())
+
+
+def _origin_ok(settings: GatewaySettings, request: web.Request) -> bool:
+    """Browsers always send Origin: only our own page (or an allowed one) may connect.
+    Non-browser clients send none and are held by the token instead."""
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return True
+    own = {f"http://{request.host}", f"https://{request.host}"}
+    return origin in own or origin in settings.allowed_origins
+
+
+async def index(request: web.Request) -> web.Response:
+    settings = request.app[SETTINGS]
+    if not _token_ok(settings, request):
+        return web.Response(status=401, content_type="text/plain",
+                            text="voxgate: open the URL printed by `voxgate serve` "
+                                 "(it carries ?token=...).\n")
+    html = (WEB_DIR / "index.html").read_text(encoding="utf-8")
+    html = html.replace("{{VOXGATE_TOKEN}}", settings.token or "")
+    return web.Response(text=html, content_type="text/html",
+                        headers={"Cache-Control": "no-store"})
+
+
+async def static_file(request: web.Request) -> web.StreamResponse:
+    name = request.match_info["name"]
+    path = WEB_DIR / name
+    if "/" in name or name.startswith(".") or path.suffix not in STATIC_TYPES or not path.is_file():
+        raise web.HTTPNotFound()
+    return web.FileResponse(path, headers={"Content-Type": STATIC_TYPES[path.suffix]})
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"ok": True, "sessions": len(request.app[SESSIONS])})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    registry = request.app[ENGINES].registry
+    registry.set("voxgate_sessions_active", len(request.app[SESSIONS]),
+                 help_text="Open voice sessions")
+    return web.Response(text=registry.render(), content_type="text/plain")
+
+
+async def voice_socket(request: web.Request) -> web.StreamResponse:
+    settings, sessions = request.app[SETTINGS], request.app[SESSIONS]
+    if not _origin_ok(settings, request):
+        raise web.HTTPForbidden(text=f"origin {request.headers.get('Origin')} is not allowed; "
+                                     "start the server with --allow-origin to permit it")
+    if not _token_ok(settings, request):
+        raise web.HTTPUnauthorized(text="missing or wrong token: connect to /ws?token=<token "
+                                        "printed by voxgate serve>")
+    if len(sessions) >= settings.max_sessions:
+        raise web.HTTPServiceUnavailable(text=f"server full ({settings.max_sessions} sessions)")
+    ws = web.WebSocketResponse(max_msg_size=WS_HARD_LIMIT, heartbeat=30)
+    await ws.prepare(request)
+    session = Session(request.app[ENGINES], ws.send_bytes, settings.base_config)
+    sessions.add(session)
+    log.info("session %s opened from %s", session.id, request.remote)
+    try:
+        async for msg in ws:
+            if msg.type is WSMsgType.BINARY:
+                try:
+                    await session.on_message(msg.data)
+                except CloseSession as exc:
+                    await ws.close(code=exc.code, message=str(exc).encode())
+                    break
+            elif msg.type is WSMsgType.TEXT:
+                await session.send(encode_text(FrameType.ERROR, "text_message: send binary "
+                                               "frames (docs/protocol.md), not text"))
+            elif msg.type is WSMsgType.ERROR:
+                log.warning("session %s socket error: %s", session.id, ws.exception())
+                break
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass
+    finally:
+        sessions.discard(session)
+        await session.close()
+        log.info("session %s closed", session.id)
+    return ws
+
+
+async def _close_sessions(app: web.Application) -> None:
+    for session in list(app[SESSIONS]):
+        await session.close()
+
+
+def create_app(engines: Engines, settings: GatewaySettings) -> web.Application:
+    app = web.Application()
+    app[ENGINES] = engines
+    app[SETTINGS] = settings
+    app[SESSIONS] = set()
+    app.router.add_get("/", index)
+    app.router.add_get("/ws", voice_socket)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/{name}", static_file)
+    app.on_shutdown.append(_close_sessions)
+    return app
+
+
+def _resolve_token(args: argparse.Namespace) -> str | None:
+    if args.no_token:
+        return None
+    return args.token or os.environ.get("VOXGATE_TOKEN") or secrets.token_urlsafe(16)
+
+
+async def serve(args: argparse.Namespace) -> None:
+    trace = Path(args.trace) if args.trace else Path("runs") / f"trace-{time.strftime('%Y%m%d-%H%M%S')}.jsonl"
+    print("voxgate: loading models (Whisper tiny.en, Qwen2.5 0.5B, Piper joe)...", flush=True)
+    started = time.perf_counter()
+    engines = load_default_engines(
+        personas_dir=Path(args.personas_dir) if args.personas_dir else None,
+        default_persona=args.persona, llm_url=args.llm_url, llm_model=args.llm_model,
+        trace_path=trace)
+    print("voxgate: warming up (the first call of each model is slow)...", flush=True)
+    await engines.warm()
+    print(f"voxgate: models ready in {time.perf_counter() - started:.1f} s", flush=True)
+    token = _resolve_token(args)
+    settings = GatewaySettings(token=token, allowed_origins=set(args.allow_origin),
+                               base_config=sequential_config() if args.sequential else SessionConfig())
+    runner = web.AppRunner(create_app(engines, settings), handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, args.host, args.port)
+    await site.start()
+    url = f"http://{args.host}:{args.port}/" + (f"?token={token}" if token else "")
+    print(f"voxgate: serving on {url}", flush=True)
+    print(f"voxgate: trace -> {trace}", flush=True)
+    if args.open:
+        with contextlib.suppress(Exception):
+            webbrowser.open(url)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    print("voxgate: shutting down", flush=True)
+    await runner.cleanup()
+    await engines.close()
+
+
+def cli_serve(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=os.environ.get("VOXGATE_LOG", "INFO"),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        asyncio.run(serve(args))
+    except OSError as exc:
+        print(f"voxgate: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,1 @@
+"""Text to speech: interface (base.py), clause chunker, one module per backend."""

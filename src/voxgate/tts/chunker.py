@@ -1,0 +1,46 @@
+"""Split streamed LLM text into pieces TTS can start on: clauses, or whole sentences."""
+
+from __future__ import annotations
+
+import re
+
+_SENTENCE_END = re.compile(r"[.!?…]+[\"')\]]*(?=\s)")
+_CLAUSE_END = re.compile(r"(?:[,;:]|\s[-–—])(?=\s)")
+# A clause shorter than this sounds clipped and gains little time: keep going.
+MIN_CLAUSE_WORDS = 4
+
+
+class TextChunker:
+    """Feed text deltas, get speakable chunks; ``flush`` returns the rest."""
+
+    def __init__(self, clauses: bool = True, min_clause_words: int = MIN_CLAUSE_WORDS) -> None:
+        self.clauses = clauses
+        self.min_clause_words = min_clause_words
+        self._buffer = ""
+
+    def feed(self, delta: str) -> list[str]:
+        self._buffer += delta
+        chunks: list[str] = []
+        while True:
+            cut = self._next_cut()
+            if cut is None:
+                return chunks
+            chunk, self._buffer = self._buffer[:cut].strip(), self._buffer[cut:]
+            if chunk:
+                chunks.append(chunk)
+
+    def _next_cut(self) -> int | None:
+        sentence = _SENTENCE_END.search(self._buffer)
+        best = sentence.end() if sentence else None
+        if self.clauses:
+            for match in _CLAUSE_END.finditer(self._buffer):
+                if best is not None and match.end() >= best:
+                    break
+                if len(self._buffer[: match.end()].split()) >= self.min_clause_words:
+                    best = match.end()
+                    break
+        return best
+
+    def flush(self) -> str:
+        rest, self._buffer = self._buffer.strip(), ""
+        return rest

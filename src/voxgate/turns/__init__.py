@@ -1,0 +1,1 @@
+"""Turn-taking: VAD, endpointing, interruption."""

@@ -1,0 +1,146 @@
+"""Endpointing on the audio clock: when did speech start, pause, resume, and when is the turn over.
+
+Pure and synchronous (no I/O, no wall time), so a recorded stream replays
+deterministically in tests. The session feeds VAD probabilities and reads
+events; it separately tells the detector whether the transcript so far
+looks like a finished thought, which decides between the minimum and the
+maximum endpointing delay.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import Enum
+
+# Silero is confident on speech at > 0.5; a lower exit threshold stops a
+# soft syllable from splitting one utterance into two (hysteresis).
+SPEECH_ON = 0.5
+SPEECH_OFF = 0.35
+# Two windows (64 ms) of speech before we believe it: clicks and breaths are shorter.
+START_WINDOWS = 2
+# Silence needed before we call it a pause and start the final decode.
+# Short on purpose: the decode overlaps the endpointing wait, and a resumed
+# utterance only costs a discarded decode.
+PAUSE_MS = 96
+
+
+class Phase(Enum):
+    IDLE = "idle"
+    SPEAKING = "speaking"
+    PAUSED = "paused"  # silence after speech, turn not yet committed
+
+
+class EventKind(Enum):
+    SPEECH_START = "speech_start"
+    PAUSE = "pause"  # silence long enough to start the final decode
+    RESUME = "resume"  # speech again before the turn was committed
+    END_OF_TURN = "end_of_turn"
+
+
+@dataclass(frozen=True, slots=True)
+class TurnEvent:
+    kind: EventKind
+    sample: int  # absolute sample index (audio clock) the event refers to
+    speech_start: int = 0
+    speech_end: int = 0
+
+
+@dataclass(slots=True)
+class EndpointConfig:
+    min_delay_ms: int = 200
+    max_delay_ms: int = 1500
+    rate: int = 16000
+
+
+_CONTINUATION = frozenset(
+    ["and", "or", "but", "so", "because", "if", "when", "while", "the", "a", "an", "of", "to", "in", "on", "at", "for", "with", "from", "by", "as", "that", "which", "who", "my", "your", "our", "their", "his", "her", "its", "is", "are", "was", "were", "be"]
+)
+
+
+def looks_complete(text: str) -> bool:
+    """A cheap end-of-thought guess: terminal punctuation and no dangling function word."""
+    stripped = text.strip()
+    if not stripped or stripped.endswith(("...", "…", ",", "-", "—", ";", ":")):
+        return False
+    if stripped[-1] not in ".!?":
+        return False
+    words = re.findall(r"[a-zA-Z']+", stripped.lower())
+    return bool(words) and words[-1] not in _CONTINUATION
+
+
+class Endpointer:
+    def __init__(self, config: EndpointConfig) -> None:
+        self.config = config
+        self.phase = Phase.IDLE
+        self._speech_run = 0
+        self._speech_start = 0
+        self._last_speech = 0  # end of the last speech window
+        self._complete: bool | None = None  # verdict for the current pause's transcript
+
+    @property
+    def speech_start(self) -> int:
+        return self._speech_start
+
+    @property
+    def speech_end(self) -> int:
+        return self._last_speech
+
+    def _ms(self, samples: int) -> float:
+        return samples * 1000.0 / self.config.rate
+
+    def set_transcript_complete(self, complete: bool) -> None:
+        """Called when the final decode of the current pause lands."""
+        if self.phase is Phase.PAUSED:
+            self._complete = complete
+
+    def update(self, window_end: int, window_len: int, prob: float) -> list[TurnEvent]:
+        events: list[TurnEvent] = []
+        threshold = SPEECH_OFF if self.phase is Phase.SPEAKING else SPEECH_ON
+        is_speech = prob >= threshold
+        if is_speech:
+            self._speech_run += 1
+            if self.phase is Phase.IDLE and self._speech_run >= START_WINDOWS:
+                self._speech_start = window_end - self._speech_run * window_len
+                self.phase = Phase.SPEAKING
+                events.append(TurnEvent(EventKind.SPEECH_START, self._speech_start,
+                                        self._speech_start))
+            elif self.phase is Phase.PAUSED and self._speech_run >= START_WINDOWS:
+                self.phase = Phase.SPEAKING
+                self._complete = None
+                events.append(TurnEvent(EventKind.RESUME, window_end, self._speech_start))
+            if self.phase is Phase.SPEAKING:
+                self._last_speech = window_end
+        else:
+            self._speech_run = 0
+            if self.phase is Phase.SPEAKING and self._ms(window_end - self._last_speech) >= PAUSE_MS:
+                self.phase = Phase.PAUSED
+                self._complete = None
+                events.append(self._event(EventKind.PAUSE, window_end))
+        events.extend(self.poll(window_end))
+        return events
+
+    def poll(self, now: int) -> list[TurnEvent]:
+        """Commit the turn once the delay for the current verdict has passed."""
+        if self.phase is not Phase.PAUSED:
+            return []
+        silence_ms = self._ms(now - self._last_speech)
+        done = silence_ms >= self.config.max_delay_ms or (
+            self._complete is True and silence_ms >= self.config.min_delay_ms
+        )
+        if not done:
+            return []
+        self.phase = Phase.IDLE
+        self._complete = None
+        return [self._event(EventKind.END_OF_TURN, now)]
+
+    def force_end(self, now: int) -> list[TurnEvent]:
+        """The client closed the stream: an utterance in progress ends here."""
+        if self.phase is Phase.IDLE:
+            return []
+        self.phase = Phase.IDLE
+        self._complete = None
+        return [self._event(EventKind.END_OF_TURN, now)]
+
+    def _event(self, kind: EventKind, sample: int) -> TurnEvent:
+        return TurnEvent(kind, sample, self._speech_start, self._last_speech)
