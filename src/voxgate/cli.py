@@ -57,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     latency.add_argument("--compare", action="store_true", help="sequential vs voxgate in one run")
     latency.add_argument("--png", default=None, help="write a per-turn waterfall figure")
     latency.add_argument("--json", default=None, help="write the raw per-turn results")
+    latency.add_argument("--trace", default=None, help="JSONL trace of the server side")
+    latency.add_argument("--speech-dir", default=None, help="folder with beckett.wav, clone-test.wav")
     latency.set_defaults(func=_lazy("voxgate.bench.latency:cli_latency"))
 
     models = sub.add_parser("models", help="assemble and check the default offline models")

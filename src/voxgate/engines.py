@@ -46,12 +46,27 @@ class Engines:
             started = time.perf_counter()
             await coro
             log.info("warmed %s in %.0f ms", name, (time.perf_counter() - started) * 1000)
+        await self.prewarm_personas()
         for persona in self.personas.values():
             for text in persona.fillers:
                 key = (persona.voice, text)
                 if key not in self.fillers:
                     self.fillers[key] = await self.tts.synthesize(text, persona.voice,
                                                                   Priority.SPECULATIVE)
+
+    async def prewarm_personas(self) -> None:
+        """Prefill each persona's stable prompt prefix once, so its KV slot is ready
+        and a user's first turn evaluates only its own words."""
+        from voxgate.llm.base import LLMRequest, LLMUsage
+        from voxgate.prompt.assembler import PromptAssembler
+        from voxgate.scheduler import PriorityRef
+
+        for persona in self.personas.values():
+            prompt = PromptAssembler("prewarm").assemble(persona, [], "Hello.")
+            request = LLMRequest(persona.id, prompt.messages, max_tokens=1,
+                                 priority=PriorityRef(Priority.SPECULATIVE))
+            async for _ in self.llm.stream(request, LLMUsage()):
+                pass
 
     async def close(self) -> None:
         await asyncio.gather(self.stt.close(), self.llm.close(), self.tts.close())

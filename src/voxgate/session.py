@@ -238,12 +238,15 @@ class Session:
             if event.kind is EventKind.SPEECH_START:
                 self._on_speech_start(event)
             elif event.kind is EventKind.PAUSE:
-                if self.config.overlap:
-                    self._start_final(event.speech_end, event.sample)
+                self._spawn(self.send_event({"type": "vad", "speaking": False,
+                                             "audio_ms": round(self.clock.sample_ms(event.sample))}),
+                            "vad")
+                if self.config.overlap and self._pending is not None:
+                    self._start_final(event.speech_end, event.sample, self._pending)
             elif event.kind is EventKind.RESUME:
                 self._discard_pending("resumed")
             elif event.kind is EventKind.END_OF_TURN:
-                self._spawn(self._commit(event), "commit")
+                self._end_of_turn(event)
 
     def _on_speech_start(self, event: TurnEvent) -> None:
         self._utt_start = event.speech_start
@@ -264,29 +267,28 @@ class Session:
     def _utterance_audio(self, end: int) -> np.ndarray[Any, np.dtype[np.float32]]:
         return self._buffer.slice(self._utt_start - self._ms_to_samples(PREROLL_MS), end)
 
-    def _start_final(self, speech_end: int, now: int) -> FinalDecode:
+    def _start_final(self, speech_end: int, now: int, metrics: TurnMetrics) -> FinalDecode:
         """Decode the utterance up to the VAD's speech end; may become the final transcript."""
         self._cancel_interim()
         audio = self._utterance_audio(now)
-        final = FinalDecode(speech_end, self._spawn(self._decode_final(audio, speech_end), "stt"))
+        decode = self._decode_final(audio, speech_end, metrics)
+        final = FinalDecode(speech_end, self._spawn(decode, "stt"))
         self._final = final
         return final
 
     async def _decode_final(self, audio: np.ndarray[Any, np.dtype[np.float32]],
-                            speech_end: int) -> str:
-        metrics = self._pending
+                            speech_end: int, metrics: TurnMetrics) -> str:
         start = self.clock.now_ms()
         text = await self.engines.stt.transcribe(audio, Priority.STT_FINAL)
-        if metrics is not None:
-            metrics.stt_calls += 1
-            span = metrics.span("stt_final", start, audio_ms=round(len(audio) / 16))
-            span.end_ms = round(self.clock.now_ms(), 1)
+        metrics.stt_calls += 1
+        span = metrics.span("stt_final", start, audio_ms=round(len(audio) / 16))
+        span.end_ms = round(self.clock.now_ms(), 1)
         current = self._final is not None and self._final.speech_end == speech_end
         if current and self._endpointer.phase is Phase.PAUSED:
             self._endpointer.set_transcript_complete(looks_complete(text))
             if text:
                 await self.send(encode_text(FrameType.TRANSCRIPT, text))
-                if self.config.speculate and metrics is not None:
+                if self.config.speculate:
                     self._start_speculation(text, metrics)
             self._handle(self._endpointer.poll(self.clock.samples))
         return text
@@ -355,14 +357,18 @@ class Session:
         self._drop_speculation(self._pending)
         log.debug("session %s: pending work discarded (%s)", self.id, why)
 
-    async def _commit(self, event: TurnEvent) -> None:
+    def _end_of_turn(self, event: TurnEvent) -> None:
+        """Synchronous part of the commit: claim the utterance before its audio is trimmed."""
         metrics, self._pending = self._pending, None
         if metrics is None:
             return
         final = self._final if self._final and self._final.speech_end == event.speech_end else None
         if final is None:  # sequential mode, or a forced end while speaking
-            final = self._start_final(event.speech_end, event.sample)
+            final = self._start_final(event.speech_end, event.sample, metrics)
         self._final = None
+        self._spawn(self._commit(event, final, metrics), "commit")
+
+    async def _commit(self, event: TurnEvent, final: FinalDecode, metrics: TurnMetrics) -> None:
         metrics.stamp("speech_end", self.clock.sample_ms(event.speech_end))
         metrics.stamp("committed", self.clock.sample_ms(event.sample))
         try:

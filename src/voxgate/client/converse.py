@@ -56,6 +56,13 @@ class TurnResult:
     first_answer_audio_wall: float | None = None
     done: asyncio.Event = field(default_factory=asyncio.Event)
     interrupted: bool = False
+    turn_starts: list[float] = field(default_factory=list)  # wall times of turn_start events
+
+    @property
+    def false_endpoint(self) -> bool:
+        """The server took the turn before the user had finished this utterance."""
+        return len(self.turn_starts) > 1 or any(t < self.speech_end_wall
+                                                for t in self.turn_starts)
 
     @property
     def client_voice_to_voice_ms(self) -> float | None:
@@ -136,6 +143,8 @@ class VoiceClient:
                     self.output_rate = int(event["output_sample_rate"])
                 elif event.get("type") == "metrics":
                     turn.metrics = event
+                elif event.get("type") == "turn_start":
+                    turn.turn_starts.append(now)
                 elif event.get("type") == "interrupted":
                     turn.interrupted = True
                     turn.done.set()

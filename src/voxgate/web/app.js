@@ -1,0 +1,483 @@
+// voxgate browser client: microphone -> binary WebSocket frames -> speaker.
+// The wire protocol is docs/protocol.md; this file is its browser side.
+
+const FrameType = Object.freeze({
+  AUDIO_START: 0x01,
+  AUDIO_CHUNK: 0x02,
+  AUDIO_END: 0x03,
+  TRANSCRIPT: 0x04,
+  LLM_CHUNK: 0x05,
+  TTS_AUDIO: 0x06,
+  ERROR: 0x07,
+  READY: 0x08,
+  DONE: 0x09,
+  EVENT: 0x0a,
+});
+const FLAG_FINAL = 0x01;
+const FLAG_FILLER = 0x02;
+const PROTOCOL_VERSION = 1;
+const INPUT_RATE = 16000;
+// Mic frames captured before READY are kept (up to 2 s) rather than dropped,
+// so the first words spoken right after pressing Start reach the server.
+const PREROLL_FRAMES = 100;
+
+// Per-turn latency stages from the `metrics` event. `at` names the timestamp
+// where the stage ends (so overlapping stages are drawn overlapping, and
+// speculative work may start before the speech ended); `fromZero` stages
+// start when the user stopped speaking.
+const STAGES = [
+  { key: 'endpointing', label: 'Endpointing', fromZero: true, at: 'committed' },
+  { key: 'stt', label: 'STT final', at: 'final_transcript' },
+  { key: 'llm_ttft', label: 'LLM first token', at: 'llm_first_token' },
+  { key: 'tts_first_byte', label: 'TTS first audio', at: 'first_tts_audio' },
+  { key: 'voice_to_voice', label: 'Voice to voice', fromZero: true, total: true,
+    at: 'first_answer_audio_sent' },
+];
+
+const STATE_LABELS = {
+  idle: 'Idle',
+  connecting: 'Connecting…',
+  live: 'Listening',
+  closed: 'Disconnected',
+  error: 'Error',
+};
+
+const $ = (id) => document.getElementById(id);
+const utf8Decoder = new TextDecoder('utf-8');
+const utf8Encoder = new TextEncoder();
+
+// Test hooks (tests/e2e/test_browser.py reads these); also handy in DevTools.
+const hooks = {
+  state: 'idle',
+  transcripts: [], // final transcripts
+  replies: [], // answer text per turn (deltas appended)
+  fillers: [], // acknowledgment text per turn
+  framesReceived: 0, // TTS_AUDIO frames
+  samplesPlayed: 0, // context-rate samples the player worklet has output
+  contextRate: null, // AudioContext sample rate, once started
+  metrics: [], // `metrics` events
+  errors: [], // "code: message" strings, server's and our own
+  start: () => start(),
+  stop: () => stop(),
+};
+window.voxgate = hooks;
+
+// ---------------------------------------------------------------- frames
+
+function encodeFrame(type, payload = null, flags = 0) {
+  const body = payload ? new Uint8Array(payload) : new Uint8Array(0);
+  const frame = new Uint8Array(2 + body.length);
+  frame[0] = type;
+  frame[1] = flags;
+  frame.set(body, 2);
+  return frame.buffer;
+}
+
+function encodeEvent(event) {
+  return encodeFrame(FrameType.EVENT, utf8Encoder.encode(JSON.stringify(event)));
+}
+
+// ---------------------------------------------------------------- UI
+
+const ui = {
+  utterance: null, // the turn card whose transcript is still interim
+  replyCard: null, // the turn card the reply text streams into
+  agentName: 'Agent', // the persona's name once `welcome` says it
+
+  setState(state, detail = '') {
+    hooks.state = state;
+    const status = $('status');
+    status.dataset.state = state;
+    status.textContent = detail ? `${STATE_LABELS[state]} — ${detail}` : STATE_LABELS[state];
+    const active = state === 'connecting' || state === 'live';
+    const button = $('toggle');
+    button.textContent = active ? 'Stop' : 'Start';
+    button.setAttribute('aria-pressed', String(active));
+    button.disabled = false;
+  },
+
+  setSpeaking(speaking) {
+    $('status').dataset.speaking = String(speaking);
+  },
+
+  newCard() {
+    const card = $('turn-template').content.firstElementChild.cloneNode(true);
+    $('turns').append(card);
+    $('hint').hidden = true;
+    return card;
+  },
+
+  transcript(text, final) {
+    if (!this.utterance) this.utterance = this.newCard();
+    const span = this.utterance.querySelector('.transcript');
+    span.textContent = text;
+    span.classList.toggle('interim', !final);
+    span.classList.toggle('final', final);
+    if (final) {
+      this.setSpeaking(false); // the utterance is over, whatever `vad` said last
+      this.replyCard = this.utterance;
+      this.utterance = null;
+    }
+    span.scrollIntoView({ block: 'nearest' });
+  },
+
+  turnStart(turn, text) {
+    const card = this.replyCard || this.utterance || this.newCard();
+    card.dataset.turn = String(turn);
+    const span = card.querySelector('.transcript');
+    if (text && !span.textContent) {
+      span.textContent = text;
+      span.classList.add('final');
+    }
+    this.replyCard = card;
+  },
+
+  reply(delta, filler) {
+    const card = this.replyCard || this.newCard();
+    this.replyCard = card;
+    const agent = card.querySelector('.agent');
+    if (agent.hidden) agent.querySelector('.who').textContent = this.agentName;
+    agent.hidden = false;
+    const reply = agent.querySelector('.reply');
+    // Consecutive deltas of the same kind share one span.
+    let last = reply.lastElementChild;
+    if (!last || last.classList.contains('filler') !== filler) {
+      // The filler and the answer are separate texts: keep a space between them.
+      if (last && !/\s$/.test(last.textContent) && !/^\s/.test(delta)) reply.append(' ');
+      last = document.createElement('span');
+      if (filler) last.classList.add('filler');
+      reply.append(last);
+    }
+    last.append(delta);
+    agent.scrollIntoView({ block: 'nearest' });
+  },
+
+  interrupted() {
+    if (this.replyCard) this.replyCard.querySelector('.agent').classList.add('interrupted');
+  },
+
+  metrics(m) {
+    const card = $('turns').querySelector(`.turn[data-turn="${m.turn}"]`) || this.replyCard;
+    if (!card) return;
+    renderWaterfall(card.querySelector('.waterfall'), m);
+  },
+
+  error(text) {
+    hooks.errors.push(text);
+    const item = document.createElement('li');
+    const sep = text.indexOf(': ');
+    if (sep > 0) {
+      const code = document.createElement('code');
+      code.textContent = text.slice(0, sep);
+      item.append(code, ` ${text.slice(sep + 2)}`);
+    } else {
+      item.textContent = text;
+    }
+    $('errors').append(item);
+    $('errors-panel').hidden = false;
+  },
+};
+
+function num(value) {
+  return typeof value === 'number' && Number.isFinite(value) ? value : null;
+}
+
+// Lay the stages out on one time axis starting at the end of speech.
+function layoutStages(m) {
+  const durations = m.durations || {};
+  const stamps = m.timestamps || {};
+  const origin = num(stamps.speech_end);
+  let cursor = 0; // fallback: without timestamps, stages follow each other
+  return STAGES.map((stage) => {
+    const ms = num(durations[stage.key]);
+    if (ms === null) return { ...stage, ms: null };
+    let start;
+    const end = stage.at && origin !== null ? num(stamps[stage.at]) : null;
+    if (stage.fromZero) start = 0;
+    else if (end !== null) start = end - origin - ms;
+    else start = cursor;
+    if (!stage.total) cursor = Math.max(cursor, start + ms);
+    return { ...stage, ms, start };
+  });
+}
+
+function renderWaterfall(figure, m) {
+  const rows = layoutStages(m);
+  const shown = rows.filter((r) => r.ms !== null);
+  const lo = Math.min(0, ...shown.map((r) => r.start));
+  const hi = Math.max(1, ...shown.map((r) => r.start + r.ms));
+  const span = hi - lo;
+  const body = figure.querySelector('tbody');
+  body.replaceChildren();
+  for (const row of rows) {
+    const tr = document.createElement('tr');
+    if (row.total) tr.classList.add('total');
+    const th = document.createElement('th');
+    th.scope = 'row';
+    th.textContent = row.label;
+    const track = document.createElement('td');
+    track.className = 'track';
+    track.setAttribute('aria-hidden', 'true'); // the number cell carries the information
+    if (lo < 0) {
+      // Work that began before the end of speech: mark where speech ended.
+      const zero = document.createElement('div');
+      zero.className = 'zero';
+      zero.style.left = `${(-lo / span) * 100}%`;
+      track.append(zero);
+    }
+    if (row.ms !== null) {
+      const bar = document.createElement('div');
+      bar.className = `bar stage-${row.key}`;
+      bar.style.left = `${((row.start - lo) / span) * 100}%`;
+      bar.style.width = `${Math.max(0.5, (row.ms / span) * 100)}%`;
+      track.append(bar);
+    }
+    const value = document.createElement('td');
+    value.className = 'ms';
+    value.textContent = row.ms === null ? '—' : `${Math.round(row.ms)} ms`;
+    tr.append(th, track, value);
+    body.append(tr);
+  }
+  const llm = m.llm || {};
+  const notes = [];
+  if (num(llm.prompt_tokens) !== null) {
+    notes.push(`prompt ${llm.prompt_tokens} tokens, ${llm.reused_tokens ?? 0} reused, `
+      + `${llm.generated_tokens ?? 0} generated`);
+  }
+  if (m.speculative && m.speculative !== 'none') notes.push(`speculation: ${m.speculative}`);
+  figure.querySelector('.counters').textContent = notes.join(' · ');
+  figure.hidden = false;
+}
+
+// ---------------------------------------------------------------- session
+
+function wsUrl() {
+  const params = new URLSearchParams(location.search);
+  const meta = document.querySelector('meta[name="voxgate-token"]')?.content ?? '';
+  // An unreplaced placeholder means the page was not served by voxgate: no token.
+  const token = params.get('token') || (meta.startsWith('{{') ? '' : meta);
+  const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
+  const query = token ? `?token=${encodeURIComponent(token)}` : '';
+  return `${scheme}://${location.host}/ws${query}`;
+}
+
+class Session {
+  constructor() {
+    this.closed = false;
+    this.ready = false;
+    this.preroll = [];
+    this.ctx = null;
+    this.ws = null;
+  }
+
+  async open() {
+    // One context for capture and playback, at the device's own rate;
+    // both worklets resample to and from it.
+    this.ctx = new AudioContext({ latencyHint: 'interactive' });
+    hooks.contextRate = this.ctx.sampleRate;
+    await Promise.all([
+      this.ctx.audioWorklet.addModule('mic-worklet.js'),
+      this.ctx.audioWorklet.addModule('player-worklet.js'),
+    ]);
+    if (this.closed) return;
+
+    this.player = new AudioWorkletNode(this.ctx, 'voxgate-player', {
+      numberOfInputs: 0,
+      outputChannelCount: [1],
+    });
+    this.player.port.onmessage = (event) => {
+      if (event.data.type === 'played') hooks.samplesPlayed += event.data.samples;
+    };
+    this.player.connect(this.ctx.destination);
+
+    this.stream = await navigator.mediaDevices.getUserMedia({
+      audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true, channelCount: 1 },
+    });
+    if (this.closed) {
+      this.stopTracks();
+      return;
+    }
+    this.source = this.ctx.createMediaStreamSource(this.stream);
+    // No outputs: the node is a sink, pulled because its input is live.
+    this.mic = new AudioWorkletNode(this.ctx, 'voxgate-mic', { numberOfOutputs: 0 });
+    this.mic.port.onmessage = (event) => this.onMicFrame(event.data);
+    this.source.connect(this.mic);
+    await this.ctx.resume();
+
+    this.ws = new WebSocket(wsUrl());
+    this.ws.binaryType = 'arraybuffer';
+    this.ws.onopen = () => this.onOpen();
+    this.ws.onmessage = (event) => this.onMessage(event.data);
+    this.ws.onclose = (event) => this.onClose(event);
+  }
+
+  onOpen() {
+    const hello = { type: 'hello', protocol: PROTOCOL_VERSION, sample_rate: INPUT_RATE };
+    const persona = new URLSearchParams(location.search).get('persona');
+    if (persona) hello.persona = persona;
+    this.ws.send(encodeEvent(hello));
+  }
+
+  onMicFrame(pcm) {
+    if (this.closed) return;
+    if (!this.ready) {
+      this.preroll.push(pcm);
+      if (this.preroll.length > PREROLL_FRAMES) this.preroll.shift();
+      return;
+    }
+    this.ws.send(encodeFrame(FrameType.AUDIO_CHUNK, pcm));
+  }
+
+  onMessage(data) {
+    if (!(data instanceof ArrayBuffer) || data.byteLength < 2) {
+      ui.error('client: unexpected non-frame message from the server');
+      return;
+    }
+    const bytes = new Uint8Array(data);
+    const type = bytes[0];
+    const flags = bytes[1];
+    const payload = bytes.subarray(2);
+    switch (type) {
+      case FrameType.TRANSCRIPT: {
+        const text = utf8Decoder.decode(payload);
+        const final = (flags & FLAG_FINAL) !== 0;
+        if (final) hooks.transcripts.push(text);
+        ui.transcript(text, final);
+        break;
+      }
+      case FrameType.LLM_CHUNK: {
+        const filler = (flags & FLAG_FILLER) !== 0;
+        const list = filler ? hooks.fillers : hooks.replies;
+        if (list.length === 0) list.push('');
+        const delta = utf8Decoder.decode(payload);
+        list[list.length - 1] += delta;
+        ui.reply(delta, filler);
+        break;
+      }
+      case FrameType.TTS_AUDIO: {
+        hooks.framesReceived += 1;
+        const buffer = data.slice(2); // own copy, transferred to the worklet
+        this.player.port.postMessage({ type: 'pcm', buffer }, [buffer]);
+        break;
+      }
+      case FrameType.ERROR:
+        ui.error(utf8Decoder.decode(payload));
+        break;
+      case FrameType.READY:
+        this.onReady();
+        break;
+      case FrameType.DONE:
+        break; // nothing to do: the reply text and audio are already in place
+      case FrameType.EVENT:
+        this.onEvent(payload);
+        break;
+      default:
+        ui.error(`client: unknown frame type 0x${type.toString(16).padStart(2, '0')}`);
+    }
+  }
+
+  onEvent(payload) {
+    let event;
+    try {
+      event = JSON.parse(utf8Decoder.decode(payload));
+    } catch {
+      ui.error('client: EVENT payload is not JSON');
+      return;
+    }
+    switch (event.type) {
+      case 'welcome':
+        // 22050 Hz is Piper's rate, the documented default.
+        this.player.port.postMessage({ type: 'rate', rate: num(event.output_sample_rate) ?? 22050 });
+        ui.agentName = event.persona_name || event.persona || 'Agent';
+        break;
+      case 'vad':
+        ui.setSpeaking(Boolean(event.speaking));
+        break;
+      case 'turn_start':
+        hooks.replies.push('');
+        hooks.fillers.push('');
+        ui.turnStart(event.turn, event.text);
+        break;
+      case 'interrupted':
+        // Barge-in: the user is talking, silence the agent now.
+        this.player.port.postMessage({ type: 'flush' });
+        ui.interrupted();
+        break;
+      case 'metrics':
+        hooks.metrics.push(event);
+        ui.metrics(event);
+        break;
+      default:
+        break; // `config` answers and future events need nothing here
+    }
+  }
+
+  onReady() {
+    if (this.ready) return;
+    this.ready = true;
+    this.ws.send(encodeFrame(FrameType.AUDIO_START));
+    for (const pcm of this.preroll) this.ws.send(encodeFrame(FrameType.AUDIO_CHUNK, pcm));
+    this.preroll = [];
+    ui.setState('live');
+  }
+
+  onClose(event) {
+    if (this.closed) return;
+    const reason = event.reason || `code ${event.code}`;
+    this.close();
+    if (!this.ready) {
+      ui.error(`client: could not open a session (${reason})`);
+      ui.setState('error', 'no session');
+    } else {
+      ui.setState('closed', reason);
+    }
+    if (session === this) session = null;
+  }
+
+  stopTracks() {
+    for (const track of this.stream?.getTracks() ?? []) track.stop();
+  }
+
+  close() {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.ws && this.ws.readyState === WebSocket.OPEN) {
+      if (this.ready) this.ws.send(encodeFrame(FrameType.AUDIO_END));
+      this.ws.close(1000, 'client stopped');
+    } else if (this.ws) {
+      this.ws.close();
+    }
+    this.source?.disconnect();
+    this.stopTracks();
+    this.player?.port.postMessage({ type: 'flush' });
+    this.ctx?.close();
+  }
+}
+
+let session = null;
+
+async function start() {
+  if (session) return;
+  ui.setState('connecting');
+  session = new Session();
+  const current = session;
+  try {
+    await current.open();
+  } catch (err) {
+    current.close();
+    if (session === current) session = null;
+    const name = err && err.name === 'NotAllowedError' ? 'microphone' : 'client';
+    ui.error(`${name}: ${err && err.message ? err.message : err}`);
+    ui.setState('error', 'could not start');
+  }
+}
+
+function stop() {
+  if (!session) return;
+  session.close();
+  session = null;
+  ui.setState('idle');
+}
+
+$('toggle').addEventListener('click', () => (session ? stop() : start()));
+ui.setState('idle');
