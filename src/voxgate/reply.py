@@ -80,12 +80,14 @@ class ReplyRun:
         span = self.metrics.span("llm", self.clock.now_ms(), speculative=not self.committed)
         try:
             stream = self.llm.stream(self.request, self.metrics.llm)
-            async for delta in stream:
-                self.metrics.stamp("llm_first_token", self.clock.now_ms())
-                self.generated += delta
-                await self._emit_text(delta)
-                for chunk in self._chunker.feed(delta):
-                    self._chunks.put_nowait(chunk)
+            # aclosing: a cancelled reply closes the stream at once, which stops the engine.
+            async with contextlib.aclosing(stream):  # type: ignore[type-var]
+                async for delta in stream:
+                    self.metrics.stamp("llm_first_token", self.clock.now_ms())
+                    self.generated += delta
+                    await self._emit_text(delta)
+                    for chunk in self._chunker.feed(delta):
+                        self._chunks.put_nowait(chunk)
             rest = self._chunker.flush()
             if rest:
                 self._chunks.put_nowait(rest)

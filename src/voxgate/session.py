@@ -285,10 +285,13 @@ class Session:
         span.end_ms = round(self.clock.now_ms(), 1)
         current = self._final is not None and self._final.speech_end == speech_end
         if current and self._endpointer.phase is Phase.PAUSED:
-            self._endpointer.set_transcript_complete(looks_complete(text))
+            complete = looks_complete(text)
+            self._endpointer.set_transcript_complete(complete)
             if text:
                 await self.send(encode_text(FrameType.TRANSCRIPT, text))
-                if self.config.speculate:
+                # An unfinished-looking thought will most likely go on: speculating on
+                # it would mostly burn CPU the resumed utterance's decode needs.
+                if self.config.speculate and complete:
                     self._start_speculation(text, metrics)
             self._handle(self._endpointer.poll(self.clock.samples))
         return text

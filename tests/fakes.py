@@ -1,0 +1,119 @@
+"""Fakes that isolate the session's turn logic from the models (named as such).
+
+The VAD stays real (Silero, cheap) and the audio is real speech, so the
+endpointing under test is the real one; only STT, LLM and TTS are scripted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import numpy as np
+
+from voxgate.audio.pcm import FloatArray, Int16Array
+from voxgate.audio.wav import read_wav
+from voxgate.engines import Engines
+from voxgate.llm.base import LLMRequest, LLMUsage
+from voxgate.personas.persona import Persona, VoiceSpec
+from voxgate.scheduler import ComputeGate, Priority
+
+DATA = Path(__file__).resolve().parent / "data"
+
+
+class FakeSTT:
+    """Returns ``script(seconds_of_audio)``; records every call."""
+
+    name = "fake-stt"
+    sample_rate = 16000
+
+    def __init__(self, script: Callable[[float], str]) -> None:
+        self.script = script
+        self.calls: list[tuple[float, Priority]] = []
+
+    async def warm(self) -> None:
+        return None
+
+    async def transcribe(self, audio: FloatArray, priority: Priority) -> str:
+        seconds = len(audio) / self.sample_rate
+        self.calls.append((seconds, priority))
+        await asyncio.sleep(0)
+        return self.script(seconds)
+
+    async def close(self) -> None:
+        return None
+
+
+class FakeLLM:
+    """Streams a fixed reply word by word; counts requests and cancellations."""
+
+    name = "fake-llm"
+
+    def __init__(self, reply: str = "Sure, here is a fairly long answer for you. It goes on.") -> None:
+        self.reply = reply
+        self.requests: list[LLMRequest] = []
+        self.closed_early = 0
+
+    async def warm(self) -> None:
+        return None
+
+    async def _gen(self, request: LLMRequest, usage: LLMUsage) -> AsyncIterator[str]:
+        self.requests.append(request)
+        words = self.reply.split(" ")
+        finished = False
+        try:
+            for i, word in enumerate(words):
+                await asyncio.sleep(0)
+                usage.generated_tokens += 1
+                yield word if i == 0 else " " + word
+            finished = True
+        finally:
+            if not finished:
+                self.closed_early += 1
+
+    def stream(self, request: LLMRequest, usage: LLMUsage) -> AsyncIterator[str]:
+        return self._gen(request, usage)
+
+    async def close(self) -> None:
+        return None
+
+
+class FakeTTS:
+    """Silence of ``ms_per_char`` per character: long enough for a reply to be 'playing'."""
+
+    name = "fake-tts"
+    sample_rate = 16000
+
+    def __init__(self, ms_per_char: int = 60) -> None:
+        self.ms_per_char = ms_per_char
+        self.texts: list[str] = []
+
+    async def warm(self) -> None:
+        return None
+
+    async def synthesize(self, text: str, voice: VoiceSpec, priority: Priority) -> Int16Array:
+        self.texts.append(text)
+        await asyncio.sleep(0)
+        return np.zeros(len(text) * self.sample_rate * self.ms_per_char // 1000, dtype=np.int16)
+
+    async def close(self) -> None:
+        return None
+
+
+def fake_engines(stt: FakeSTT, llm: FakeLLM | None = None, tts: FakeTTS | None = None,
+                 fillers: tuple[str, ...] = ()) -> Engines:
+    persona = Persona(id="ada", name="Ada", instructions="You are Ada, brief and kind.",
+                      fillers=fillers)
+    return Engines(gate=ComputeGate(), stt=stt, llm=llm or FakeLLM(), tts=tts or FakeTTS(),
+                   personas={"ada": persona}, default_persona="ada")
+
+
+def speech(name: str = "beckett.wav", start_s: float = 0.0, end_s: float | None = None) -> FloatArray:
+    audio = read_wav(DATA / name, 16000)[0]
+    end = len(audio) if end_s is None else int(end_s * 16000)
+    return audio[int(start_s * 16000) : end]
+
+
+def silence(seconds: float) -> FloatArray:
+    return np.zeros(int(seconds * 16000), dtype=np.float32)

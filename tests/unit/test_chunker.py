@@ -1,0 +1,28 @@
+from voxgate.tts.chunker import TextChunker
+
+
+def feed_all(chunker: TextChunker, text: str, step: int = 3) -> list[str]:
+    out: list[str] = []
+    for i in range(0, len(text), step):
+        out += chunker.feed(text[i : i + step])
+    rest = chunker.flush()
+    return [*out, rest] if rest else out
+
+
+def test_clause_chunks_start_at_the_first_long_enough_clause() -> None:
+    text = "Well, the capital of France, as you know, is Paris. It is lovely in spring."
+    chunks = feed_all(TextChunker(clauses=True), text)
+    assert chunks[0] == "Well, the capital of France,"
+    assert " ".join(chunks) == text
+
+
+def test_sentence_mode_waits_for_the_sentence_end() -> None:
+    text = "Well, the capital of France, as you know, is Paris. It is lovely in spring."
+    chunks = feed_all(TextChunker(clauses=False), text)
+    assert chunks == ["Well, the capital of France, as you know, is Paris.",
+                      "It is lovely in spring."]
+
+
+def test_decimal_points_and_short_clauses_do_not_split() -> None:
+    chunks = feed_all(TextChunker(clauses=True), "Yes, it costs 3.50 dollars today")
+    assert chunks == ["Yes, it costs 3.50 dollars today"]

@@ -1,0 +1,55 @@
+import pytest
+
+from voxgate.turns.endpointing import EndpointConfig, Endpointer, EventKind, looks_complete
+
+WINDOW = 512
+
+
+@pytest.mark.parametrize(("text", "complete"), [
+    ("What time is it?", True),
+    ("Ever tried.", True),
+    ("I went to the", False),
+    ("I think that...", False),
+    ("Front,", False),
+    ("and then I said and.", False),
+    ("", False),
+])
+def test_looks_complete(text: str, complete: bool) -> None:
+    assert looks_complete(text) is complete
+
+
+def run(probs: list[float], endpointer: Endpointer,
+        start: int = 0) -> list[tuple[EventKind, int]]:
+    events = []
+    for i, p in enumerate(probs, start):
+        for e in endpointer.update((i + 1) * WINDOW, WINDOW, p):
+            events.append((e.kind, i))
+    return events
+
+
+def test_pause_then_max_delay_ends_the_turn_without_a_verdict() -> None:
+    ep = Endpointer(EndpointConfig(min_delay_ms=200, max_delay_ms=640))
+    events = run([0.9] * 10 + [0.0] * 30, ep)
+    kinds = [k for k, _ in events]
+    assert kinds == [EventKind.SPEECH_START, EventKind.PAUSE, EventKind.END_OF_TURN]
+    end_window = events[-1][1]
+    assert (end_window + 1 - 10) * 32 >= 640
+
+
+def test_complete_transcript_ends_the_turn_at_the_minimum_delay() -> None:
+    ep = Endpointer(EndpointConfig(min_delay_ms=200, max_delay_ms=1500))
+    run([0.9] * 10 + [0.0] * 4, ep)
+    ep.set_transcript_complete(True)
+    events = run([0.0] * 3, ep, start=14)  # the stream goes on: 14 windows = 448 ms
+    assert [k for k, _ in events] == [EventKind.END_OF_TURN]
+
+
+def test_speech_resuming_in_the_pause_is_a_resume_not_a_new_turn() -> None:
+    ep = Endpointer(EndpointConfig(min_delay_ms=200, max_delay_ms=1500))
+    kinds = [k for k, _ in run([0.9] * 10 + [0.0] * 8 + [0.9] * 5, ep)]
+    assert kinds == [EventKind.SPEECH_START, EventKind.PAUSE, EventKind.RESUME]
+
+
+def test_a_single_window_click_is_not_speech() -> None:
+    ep = Endpointer(EndpointConfig())
+    assert run([0.0, 0.95, 0.0, 0.0, 0.9, 0.1], ep) == []

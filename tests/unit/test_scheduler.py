@@ -1,0 +1,36 @@
+import threading
+import time
+
+from voxgate.scheduler import ComputeGate, Priority
+
+
+def test_waiters_are_served_by_priority_not_arrival() -> None:
+    gate = ComputeGate()
+    order: list[str] = []
+    release = threading.Event()
+
+    def holder() -> None:
+        with gate.hold(Priority.SPECULATIVE):
+            release.wait()
+
+    def worker(name: str, priority: Priority) -> None:
+        with gate.hold(priority):
+            order.append(name)
+
+    first = threading.Thread(target=holder)
+    first.start()
+    while not gate.busy():
+        time.sleep(0.001)
+    threads = []
+    for name, priority in [("spec", Priority.SPECULATIVE), ("llm", Priority.LLM_LIVE),
+                           ("stt", Priority.STT_FINAL), ("tts", Priority.TTS_LIVE)]:
+        t = threading.Thread(target=worker, args=(name, priority))
+        t.start()
+        threads.append(t)
+        while len(gate._waiting) < len(threads):  # wait until it is queued
+            time.sleep(0.001)
+    release.set()
+    for t in [first, *threads]:
+        t.join()
+    assert order == ["stt", "tts", "llm", "spec"]
+    assert not gate.busy()

@@ -1,0 +1,186 @@
+"""The session's turn logic on real speech and the real VAD, with scripted engines (fakes).
+
+Audio is fed faster than real time; the session's clock is the audio, so the
+endpointing decisions are the same as in real time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from tests.fakes import FakeLLM, FakeSTT, FakeTTS, fake_engines, silence, speech
+from voxgate.audio.pcm import FloatArray, float_to_pcm16
+from voxgate.config import SessionConfig, sequential_config
+from voxgate.engines import Engines
+from voxgate.protocol.frames import Frame, FrameType, decode, encode, encode_event
+from voxgate.session import Session
+
+FRAME = 320
+
+
+class Harness:
+    def __init__(self, engines: Engines, config: SessionConfig | None = None) -> None:
+        self.frames: list[Frame] = []
+        self.session = Session(engines, self._sink, config or SessionConfig(fillers=False))
+
+    async def _sink(self, data: bytes) -> None:
+        self.frames.append(decode(data))
+
+    async def start(self, config: dict[str, Any] | None = None) -> None:
+        hello: dict[str, Any] = {"type": "hello", "protocol": 1, "sample_rate": 16000}
+        if config:
+            hello["config"] = config
+        await self.session.on_message(encode_event(hello))
+
+    async def feed(self, audio: FloatArray) -> None:
+        for offset in range(0, len(audio), FRAME):
+            chunk = float_to_pcm16(audio[offset : offset + FRAME])
+            await self.session.on_message(encode(FrameType.AUDIO_CHUNK, chunk))
+            for _ in range(3):  # let the session's tasks take their next step
+                await asyncio.sleep(0)
+
+    async def settle(self) -> None:
+        for _ in range(200):
+            await asyncio.sleep(0)
+
+    def events(self, kind: str) -> list[dict[str, Any]]:
+        return [f.json() for f in self.frames
+                if f.type is FrameType.EVENT and f.json().get("type") == kind]
+
+    def transcripts(self, final: bool) -> list[str]:
+        return [f.text for f in self.frames if f.type is FrameType.TRANSCRIPT and f.final == final]
+
+
+EVER_TRIED = (0.2, 1.35)  # "Ever tried." in beckett.wav (seconds)
+EVER_FAILED = (1.75, 2.95)
+
+
+async def test_two_utterances_are_two_turns_with_speculative_hits() -> None:
+    stt = FakeSTT(lambda seconds: "Ever tried.")
+    h = Harness(fake_engines(stt, tts=FakeTTS(ms_per_char=0)))
+    await h.start()
+    for _ in range(2):
+        await h.feed(speech(start_s=EVER_TRIED[0], end_s=EVER_TRIED[1]))
+        await h.feed(silence(1.0))
+    await h.settle()
+    metrics = h.events("metrics")
+    assert [m["turn"] for m in metrics] == [1, 2]
+    assert [m["speculative"] for m in metrics] == ["hit", "hit"]
+    assert h.transcripts(final=True) == ["Ever tried.", "Ever tried."]
+    assert [m.role for m in h.session.history] == ["user", "assistant"] * 2
+    # Endpointing on a complete-looking transcript commits at the minimum delay,
+    # measured on the audio clock: well before the 1500 ms maximum.
+    assert all(m["durations"]["endpointing"] < 600 for m in metrics)
+    await h.session.close()
+
+
+async def test_mid_sentence_pause_does_not_end_the_turn() -> None:
+    def script(seconds: float) -> str:
+        return "Ever tried and" if seconds < 1.6 else "Ever tried and ever failed."
+
+    stt = FakeSTT(script)
+    llm = FakeLLM()
+    h = Harness(fake_engines(stt, llm, FakeTTS(ms_per_char=0)))
+    await h.start()
+    await h.feed(speech(start_s=EVER_TRIED[0], end_s=EVER_TRIED[1]))
+    await h.feed(silence(0.4))
+    await h.feed(speech(start_s=EVER_FAILED[0], end_s=EVER_FAILED[1]))
+    await h.feed(silence(1.0))
+    await h.settle()
+    starts = h.events("turn_start")
+    assert [s["text"] for s in starts] == ["Ever tried and ever failed."]
+    # The fragment never reached the LLM: it did not look like a finished thought.
+    assert len(llm.requests) == 1
+    await h.session.close()
+
+
+async def test_incomplete_transcript_waits_for_the_maximum_delay() -> None:
+    stt = FakeSTT(lambda seconds: "Ever tried and")
+    h = Harness(fake_engines(stt, tts=FakeTTS(ms_per_char=0)))
+    await h.start({"endpoint_min_ms": 200, "endpoint_max_ms": 900})
+    await h.feed(speech(start_s=EVER_TRIED[0], end_s=EVER_TRIED[1]))
+    await h.feed(silence(1.5))
+    await h.settle()
+    (metrics,) = h.events("metrics")
+    assert 850 <= metrics["durations"]["endpointing"] <= 1000
+    await h.session.close()
+
+
+async def test_barge_in_stops_the_reply_and_keeps_only_what_was_heard() -> None:
+    stt = FakeSTT(lambda seconds: "Ever tried." if seconds > 0.5 else "")
+    llm = FakeLLM()
+    h = Harness(fake_engines(stt, llm, FakeTTS(ms_per_char=60)))
+    await h.start()
+    await h.feed(speech(start_s=EVER_TRIED[0], end_s=EVER_TRIED[1]))
+    await h.feed(silence(0.6))
+    await h.settle()
+    assert h.events("turn_start"), "the first turn was not committed"
+    # Speak over the reply (several seconds of audio are 'playing').
+    await h.feed(speech(start_s=EVER_FAILED[0], end_s=EVER_FAILED[1]))
+    (interrupted,) = h.events("interrupted")
+    assert interrupted["turn"] == 1
+    assistant = h.session.history[1]
+    assert assistant.role == "assistant"
+    assert len(assistant.content) < len(llm.reply)
+    await h.session.close()
+
+
+async def test_a_cough_does_not_interrupt() -> None:
+    stt = FakeSTT(lambda seconds: "Ever tried." if seconds > 0.6 else "")
+    h = Harness(fake_engines(stt, tts=FakeTTS(ms_per_char=60)))
+    await h.start()
+    await h.feed(speech(start_s=EVER_TRIED[0], end_s=EVER_TRIED[1]))
+    await h.feed(silence(0.6))
+    await h.settle()
+    await h.feed(speech(start_s=0.35, end_s=0.55))  # ~200 ms burst, under the 300 ms minimum
+    await h.feed(silence(0.8))
+    await h.settle()
+    assert not h.events("interrupted")
+    assert len(h.events("turn_start")) == 1
+    await h.session.close()
+
+
+async def test_sequential_mode_waits_then_works_in_order() -> None:
+    stt = FakeSTT(lambda seconds: "Ever tried.")
+    llm = FakeLLM()
+    h = Harness(fake_engines(stt, llm, FakeTTS(ms_per_char=0)), sequential_config())
+    await h.start()
+    await h.feed(speech(start_s=EVER_TRIED[0], end_s=EVER_TRIED[1]))
+    await h.feed(silence(1.0))
+    await h.settle()
+    (metrics,) = h.events("metrics")
+    assert metrics["speculative"] == "none"
+    assert metrics["durations"]["endpointing"] >= 500
+    assert h.transcripts(final=False) == []  # no interim or early transcripts
+    # The final decode started only after the endpointing wait.
+    assert metrics["timestamps"]["final_transcript"] >= metrics["timestamps"]["committed"]
+    await h.session.close()
+
+
+async def test_close_leaves_no_tasks() -> None:
+    stt = FakeSTT(lambda seconds: "Ever tried.")
+    h = Harness(fake_engines(stt, tts=FakeTTS(ms_per_char=60)))
+    await h.start()
+    await h.feed(speech(start_s=EVER_TRIED[0], end_s=EVER_TRIED[1]))
+    await h.feed(silence(0.5))
+    await h.session.close()
+    current = asyncio.current_task()
+    leftover = [t for t in asyncio.all_tasks() if t is not current and not t.done()]
+    assert leftover == []
+
+
+@pytest.mark.parametrize("hello", [
+    {"type": "hello", "protocol": 2, "sample_rate": 16000},
+    {"type": "hello", "protocol": 1, "sample_rate": 8000},
+])
+async def test_bad_hello_is_refused_with_an_error(hello: dict[str, Any]) -> None:
+    from voxgate.session import CloseSession
+
+    h = Harness(fake_engines(FakeSTT(lambda s: "")))
+    with pytest.raises(CloseSession):
+        await h.session.on_message(encode_event(hello))
+    errors = [f.text for f in h.frames if f.type is FrameType.ERROR]
+    assert errors and errors[0].split(":")[0] in ("bad_protocol", "bad_sample_rate")
