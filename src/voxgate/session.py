@@ -64,6 +64,7 @@ INPUT_RATE = VAD_RATE
 # sure, and Whisper wants the onset of the first word.
 PREROLL_MS = 300
 LLM_STAMPS = ("llm_start", "llm_first_token", "first_tts_audio")
+MAX_USER_TEXT = 2000  # a typed turn; longer input is a paste, not a conversational turn
 
 Send = Callable[[bytes], Awaitable[None]]
 
@@ -176,6 +177,13 @@ class Session:
                 return
             self._apply_endpointing()
             await self.send_event({"type": "config", **self.config.model_dump()})
+        elif kind == "user_text":
+            text = event.get("text")
+            if not isinstance(text, str) or not text.strip() or len(text) > MAX_USER_TEXT:
+                await self.send_error("bad_event", "user_text needs a non-empty 'text' of at "
+                                      f"most {MAX_USER_TEXT} characters")
+                return
+            self._spawn(self._commit_text(" ".join(text.split())), "user-text")
         else:
             await self.send_error("bad_event", f"unknown event type {kind!r}")
 
@@ -387,6 +395,18 @@ class Session:
             self._drop_speculation(None)  # noise, or a cough over the reply: not a turn
             return
         await self.send(encode_text(FrameType.TRANSCRIPT, text, FLAG_FINAL))
+        await self._answer(text, metrics)
+
+    async def _commit_text(self, text: str) -> None:
+        """A typed user turn (EVENT user_text): the same turn machinery, without audio."""
+        metrics = TurnMetrics(self.turns + 1, self.persona.id, self.config.mode)
+        now = self.clock.now_ms()
+        for name in ("speech_end", "committed", "final_transcript"):
+            metrics.stamp(name, now)
+        await self._answer(text, metrics)
+
+    async def _answer(self, text: str, metrics: TurnMetrics) -> None:
+        """Promote the speculative reply if it answers this text, else start one; speak it."""
         await self._interrupt()  # a new committed turn ends whatever was still playing
         self.turns += 1
         metrics.turn = self.turns

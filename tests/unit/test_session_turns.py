@@ -184,3 +184,18 @@ async def test_bad_hello_is_refused_with_an_error(hello: dict[str, Any]) -> None
         await h.session.on_message(encode_event(hello))
     errors = [f.text for f in h.frames if f.type is FrameType.ERROR]
     assert errors and errors[0].split(":")[0] in ("bad_protocol", "bad_sample_rate")
+
+
+async def test_typed_turns_use_the_same_machinery() -> None:
+    llm = FakeLLM("Paris, of course.")
+    h = Harness(fake_engines(FakeSTT(lambda s: ""), llm, FakeTTS(ms_per_char=0)))
+    await h.start()
+    await h.session.on_message(encode_event({"type": "user_text", "text": " What is  the capital?"}))
+    await h.settle()
+    (metrics,) = h.events("metrics")
+    assert metrics["transcript"] == "What is the capital?"
+    assert metrics["reply"] == "Paris, of course."
+    assert llm.requests[0].messages[-1].content == "What is the capital?"
+    await h.session.on_message(encode_event({"type": "user_text", "text": ""}))
+    assert any(f.text.startswith("bad_event") for f in h.frames if f.type is FrameType.ERROR)
+    await h.session.close()
