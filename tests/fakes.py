@@ -50,7 +50,9 @@ class FakeLLM:
 
     name = "fake-llm"
 
-    def __init__(self, reply: str = "Sure, here is a fairly long answer for you. It goes on.") -> None:
+    def __init__(
+        self, reply: str = "Sure, here is a fairly long answer for you. It goes on."
+    ) -> None:
         self.reply = reply
         self.requests: list[LLMRequest] = []
         self.closed_early = 0
@@ -101,15 +103,28 @@ class FakeTTS:
         return None
 
 
-def fake_engines(stt: FakeSTT, llm: FakeLLM | None = None, tts: FakeTTS | None = None,
-                 fillers: tuple[str, ...] = ()) -> Engines:
-    persona = Persona(id="ada", name="Ada", instructions="You are Ada, brief and kind.",
-                      fillers=fillers)
-    return Engines(gate=ComputeGate(), stt=stt, llm=llm or FakeLLM(), tts=tts or FakeTTS(),
-                   personas={"ada": persona}, default_persona="ada")
+def fake_engines(
+    stt: FakeSTT,
+    llm: FakeLLM | None = None,
+    tts: FakeTTS | None = None,
+    fillers: tuple[str, ...] = (),
+) -> Engines:
+    persona = Persona(
+        id="ada", name="Ada", instructions="You are Ada, brief and kind.", fillers=fillers
+    )
+    return Engines(
+        gate=ComputeGate(),
+        stt=stt,
+        llm=llm or FakeLLM(),
+        tts=tts or FakeTTS(),
+        personas={"ada": persona},
+        default_persona="ada",
+    )
 
 
-def speech(name: str = "beckett.wav", start_s: float = 0.0, end_s: float | None = None) -> FloatArray:
+def speech(
+    name: str = "beckett.wav", start_s: float = 0.0, end_s: float | None = None
+) -> FloatArray:
     audio = read_wav(DATA / name, 16000)[0]
     end = len(audio) if end_s is None else int(end_s * 16000)
     return audio[int(start_s * 16000) : end]

@@ -48,12 +48,22 @@ def running_server(*extra: str, token: str | None = "test-token") -> Iterator[Se
     port = free_port()
     workdir = Path(tempfile.mkdtemp(prefix="voxgate-test-"))
     log_path, trace_path = workdir / "server.log", workdir / "trace.jsonl"
-    args = [sys.executable, "-m", "voxgate", "serve", "--port", str(port),
-            "--trace", str(trace_path), *extra]
+    args = [
+        sys.executable,
+        "-m",
+        "voxgate",
+        "serve",
+        "--port",
+        str(port),
+        "--trace",
+        str(trace_path),
+        *extra,
+    ]
     args += ["--token", token] if token else ["--no-token"]
     with log_path.open("wb") as log:
-        process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,
-                                   env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        process = subprocess.Popen(
+            args, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+        )
     server = ServerProcess(process, port, token, log_path, trace_path)
     try:
         deadline = time.monotonic() + READY_TIMEOUT_S

@@ -31,17 +31,31 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8765)
     serve.add_argument("--persona", default="ada", help="default persona id")
     serve.add_argument("--personas-dir", default=None, help="extra persona TOML files")
-    serve.add_argument("--llm-url", default=None, help="OpenAI-compatible server instead of the embedded llama.cpp")
+    serve.add_argument(
+        "--llm-url", default=None, help="OpenAI-compatible server instead of the embedded llama.cpp"
+    )
     serve.add_argument("--llm-model", default=None, help="model name sent to --llm-url")
-    serve.add_argument("--token", default=None, help="session token (default: $VOXGATE_TOKEN or generated)")
-    serve.add_argument("--no-token", action="store_true", help="accept WebSocket sessions without a token (tests, trusted loopback)")
+    serve.add_argument(
+        "--token", default=None, help="session token (default: $VOXGATE_TOKEN or generated)"
+    )
+    serve.add_argument(
+        "--no-token",
+        action="store_true",
+        help="accept WebSocket sessions without a token (tests, trusted loopback)",
+    )
     serve.add_argument("--allow-origin", action="append", default=[], help="extra allowed Origin")
     serve.add_argument("--open", action="store_true", help="open the web client in a browser")
-    serve.add_argument("--trace", default=None, help="JSONL trace/metrics file (default runs/trace-*.jsonl)")
-    serve.add_argument("--sequential", action="store_true", help="naive baseline: no overlap, no speculation")
+    serve.add_argument(
+        "--trace", default=None, help="JSONL trace/metrics file (default runs/trace-*.jsonl)"
+    )
+    serve.add_argument(
+        "--sequential", action="store_true", help="naive baseline: no overlap, no speculation"
+    )
     serve.set_defaults(func=_lazy("voxgate.transport.server:cli_serve"))
 
-    converse = sub.add_parser("converse", help="stream a WAV to a server in real time, save the reply")
+    converse = sub.add_parser(
+        "converse", help="stream a WAV to a server in real time, save the reply"
+    )
     converse.add_argument("wav", nargs="+", help="one WAV per user turn")
     converse.add_argument("--url", default="ws://127.0.0.1:8765/ws")
     converse.add_argument("--token", default=None)
@@ -58,7 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     latency.add_argument("--png", default=None, help="write a per-turn waterfall figure")
     latency.add_argument("--json", default=None, help="write the raw per-turn results")
     latency.add_argument("--trace", default=None, help="JSONL trace of the server side")
-    latency.add_argument("--speech-dir", default=None, help="folder with beckett.wav, clone-test.wav")
+    latency.add_argument(
+        "--speech-dir", default=None, help="folder with beckett.wav and clone-test.wav"
+    )
     latency.set_defaults(func=_lazy("voxgate.bench.latency:cli_latency"))
 
     models = sub.add_parser("models", help="assemble and check the default offline models")

@@ -39,12 +39,20 @@ class SessionConfig(BaseModel):
 
 def sequential_config() -> SessionConfig:
     """The naive baseline of the design documents: every stage waits for the previous one."""
-    return SessionConfig(endpoint_min_ms=500, endpoint_max_ms=500, overlap=False,
-                         speculate=False, clause_chunking=False, interim_stt=False,
-                         fillers=False)
+    return SessionConfig(
+        endpoint_min_ms=500,
+        endpoint_max_ms=500,
+        overlap=False,
+        speculate=False,
+        clause_chunking=False,
+        interim_stt=False,
+        fillers=False,
+    )
 
 
-def config_for(persona: Persona, base: SessionConfig, update: dict[str, Any] | None) -> SessionConfig:
+def config_for(
+    persona: Persona, base: SessionConfig, update: dict[str, Any] | None
+) -> SessionConfig:
     """Persona preferences first, then what the client asked for."""
     values = base.model_dump()
     if base.overlap:  # the sequential baseline keeps its fixed 500 ms

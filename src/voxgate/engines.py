@@ -41,8 +41,11 @@ class Engines:
 
     async def warm(self) -> None:
         """First calls are slow (allocation, kernels); pay them before any user does."""
-        for name, coro in (("stt", self.stt.warm()), ("llm", self.llm.warm()),
-                           ("tts", self.tts.warm())):
+        for name, coro in (
+            ("stt", self.stt.warm()),
+            ("llm", self.llm.warm()),
+            ("tts", self.tts.warm()),
+        ):
             started = time.perf_counter()
             await coro
             log.info("warmed %s in %.0f ms", name, (time.perf_counter() - started) * 1000)
@@ -51,8 +54,9 @@ class Engines:
             for text in persona.fillers:
                 key = (persona.voice, text)
                 if key not in self.fillers:
-                    self.fillers[key] = await self.tts.synthesize(text, persona.voice,
-                                                                  Priority.SPECULATIVE)
+                    self.fillers[key] = await self.tts.synthesize(
+                        text, persona.voice, Priority.SPECULATIVE
+                    )
 
     async def prewarm_personas(self) -> None:
         """Prefill each persona's stable prompt prefix once, so its KV slot is ready
@@ -63,8 +67,12 @@ class Engines:
 
         for persona in self.personas.values():
             prompt = PromptAssembler("prewarm").assemble(persona, [], "Hello.")
-            request = LLMRequest(persona.id, prompt.messages, max_tokens=1,
-                                 priority=PriorityRef(Priority.SPECULATIVE))
+            request = LLMRequest(
+                persona.id,
+                prompt.messages,
+                max_tokens=1,
+                priority=PriorityRef(Priority.SPECULATIVE),
+            )
             async for _ in self.llm.stream(request, LLMUsage()):
                 pass
 
@@ -72,9 +80,14 @@ class Engines:
         await asyncio.gather(self.stt.close(), self.llm.close(), self.tts.close())
 
 
-def load_default_engines(*, personas_dir: Path | None = None, default_persona: str = "ada",
-                         llm_url: str | None = None, llm_model: str | None = None,
-                         trace_path: Path | None = None) -> Engines:
+def load_default_engines(
+    *,
+    personas_dir: Path | None = None,
+    default_persona: str = "ada",
+    llm_url: str | None = None,
+    llm_model: str | None = None,
+    trace_path: Path | None = None,
+) -> Engines:
     """The offline default stack: faster-whisper tiny.en, llama.cpp Qwen 0.5B, Piper joe."""
     from voxgate.stt.whisper import WhisperSTT
     from voxgate.tts.piper_tts import PiperTTS
@@ -91,7 +104,15 @@ def load_default_engines(*, personas_dir: Path | None = None, default_persona: s
         llm = LlamaEngine(gate)
     personas = load_personas(personas_dir)
     if default_persona not in personas:
-        raise SystemExit(f"persona {default_persona!r} not found; known: {', '.join(sorted(personas))}")
-    return Engines(gate=gate, stt=WhisperSTT(gate), llm=llm, tts=PiperTTS(gate),
-                   personas=personas, default_persona=default_persona,
-                   trace=JsonlTrace(trace_path))
+        raise SystemExit(
+            f"persona {default_persona!r} not found; known: {', '.join(sorted(personas))}"
+        )
+    return Engines(
+        gate=gate,
+        stt=WhisperSTT(gate),
+        llm=llm,
+        tts=PiperTTS(gate),
+        personas=personas,
+        default_persona=default_persona,
+        trace=JsonlTrace(trace_path),
+    )

@@ -36,9 +36,19 @@ class SpokenChunk:
 
 
 class ReplyRun:
-    def __init__(self, *, llm: LLMEngine, tts: TTSEngine, request: LLMRequest, voice: VoiceSpec,
-                 metrics: TurnMetrics, clock: SessionClock, send: Send, clauses: bool,
-                 answering: str) -> None:
+    def __init__(
+        self,
+        *,
+        llm: LLMEngine,
+        tts: TTSEngine,
+        request: LLMRequest,
+        voice: VoiceSpec,
+        metrics: TurnMetrics,
+        clock: SessionClock,
+        send: Send,
+        clauses: bool,
+        answering: str,
+    ) -> None:
         self.llm, self.tts, self.request, self.voice = llm, tts, request, voice
         self.metrics, self.clock, self._send = metrics, clock, send
         self.answering = answering  # the transcript this run answers
@@ -97,10 +107,12 @@ class ReplyRun:
             span.end_ms = round(self.clock.now_ms(), 1)
             usage = self.metrics.llm
             decode_s = max(usage.decode_ms, 1.0) / 1000.0
-            span.attrs.update(tokens=usage.generated_tokens,
-                              tok_per_s=round(usage.generated_tokens / decode_s, 1),
-                              prompt_tokens=usage.prompt_tokens,
-                              evaluated_tokens=usage.evaluated_tokens)
+            span.attrs.update(
+                tokens=usage.generated_tokens,
+                tok_per_s=round(usage.generated_tokens / decode_s, 1),
+                prompt_tokens=usage.prompt_tokens,
+                evaluated_tokens=usage.evaluated_tokens,
+            )
             self._chunks.put_nowait(None)
 
     async def _emit_text(self, delta: str) -> None:
@@ -205,4 +217,3 @@ class ReplyRun:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-

@@ -56,7 +56,6 @@ class ComputeGate:
                 self._free += 1
                 self._cond.notify_all()
 
-
     def busy(self) -> bool:
         """True when someone holds or waits for the gate: background work should skip a beat."""
         with self._cond:

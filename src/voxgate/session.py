@@ -140,8 +140,9 @@ class Session:
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
-            log.error("session %s task %s failed", self.id, task.get_name(),
-                      exc_info=task.exception())
+            log.error(
+                "session %s task %s failed", self.id, task.get_name(), exc_info=task.exception()
+            )
 
     async def on_message(self, data: bytes) -> None:
         """One binary WebSocket message. Bad frames get an ERROR frame; the session goes on."""
@@ -150,8 +151,12 @@ class Session:
         except ProtocolError as exc:
             await self.send_error(exc.code, exc.message)
             return
-        if not self.ready and not (frame.type is FrameType.EVENT and frame.json().get("type") == "hello"):
-            await self.send_error("handshake_required", "send an EVENT hello first (docs/protocol.md)")
+        if not self.ready and not (
+            frame.type is FrameType.EVENT and frame.json().get("type") == "hello"
+        ):
+            await self.send_error(
+                "handshake_required", "send an EVENT hello first (docs/protocol.md)"
+            )
             return
         if frame.type is FrameType.EVENT:
             await self._on_event(frame.json())
@@ -180,8 +185,10 @@ class Session:
         elif kind == "user_text":
             text = event.get("text")
             if not isinstance(text, str) or not text.strip() or len(text) > MAX_USER_TEXT:
-                await self.send_error("bad_event", "user_text needs a non-empty 'text' of at "
-                                      f"most {MAX_USER_TEXT} characters")
+                await self.send_error(
+                    "bad_event",
+                    f"user_text needs a non-empty 'text' of at most {MAX_USER_TEXT} characters",
+                )
                 return
             self._spawn(self._commit_text(" ".join(text.split())), "user-text")
         else:
@@ -192,12 +199,18 @@ class Session:
             await self.send_error("bad_event", "hello was already received")
             return
         if event.get("protocol") != PROTOCOL_VERSION:
-            await self.send_error("bad_protocol", f"this server speaks protocol {PROTOCOL_VERSION}, "
-                                  f"the client asked for {event.get('protocol')!r}")
+            await self.send_error(
+                "bad_protocol",
+                f"this server speaks protocol {PROTOCOL_VERSION}, "
+                f"the client asked for {event.get('protocol')!r}",
+            )
             raise CloseSession(1002, "protocol version")
         if event.get("sample_rate") != INPUT_RATE:
-            await self.send_error("bad_sample_rate", f"input must be PCM16 mono at {INPUT_RATE} Hz, "
-                                  f"got {event.get('sample_rate')!r}: resample on the client")
+            await self.send_error(
+                "bad_sample_rate",
+                f"input must be PCM16 mono at {INPUT_RATE} Hz, "
+                f"got {event.get('sample_rate')!r}: resample on the client",
+            )
             raise CloseSession(1002, "sample rate")
         try:
             self.persona = self.engines.persona(event.get("persona"))
@@ -211,17 +224,25 @@ class Session:
         self._vad = SileroStreamVad()
         self._apply_endpointing()
         self.ready = True
-        await self.send_event({
-            "type": "welcome", "protocol": PROTOCOL_VERSION, "session_id": self.id,
-            "input_sample_rate": INPUT_RATE, "output_sample_rate": self.engines.tts.sample_rate,
-            "persona": self.persona.id, "persona_name": self.persona.name,
-            "max_frame_bytes": 1 << 20, "config": self.config.model_dump(),
-        })
+        await self.send_event(
+            {
+                "type": "welcome",
+                "protocol": PROTOCOL_VERSION,
+                "session_id": self.id,
+                "input_sample_rate": INPUT_RATE,
+                "output_sample_rate": self.engines.tts.sample_rate,
+                "persona": self.persona.id,
+                "persona_name": self.persona.name,
+                "max_frame_bytes": 1 << 20,
+                "config": self.config.model_dump(),
+            }
+        )
         await self.send(encode(FrameType.READY))
 
     def _apply_endpointing(self) -> None:
-        self._endpointer.config = EndpointConfig(self.config.endpoint_min_ms,
-                                                 self.config.endpoint_max_ms, INPUT_RATE)
+        self._endpointer.config = EndpointConfig(
+            self.config.endpoint_min_ms, self.config.endpoint_max_ms, INPUT_RATE
+        )
 
     # -- audio in ---------------------------------------------------------
 
@@ -234,8 +255,9 @@ class Session:
             self._check_barge_in(window_end)
             self._maybe_interim(window_end)
             self._check_max_utterance(window_end)
-        keep_from = (self._utt_start if self._endpointer.phase is not Phase.IDLE
-                     else self.clock.samples)
+        keep_from = (
+            self._utt_start if self._endpointer.phase is not Phase.IDLE else self.clock.samples
+        )
         self._buffer.trim_before(keep_from - self._ms_to_samples(PREROLL_MS))
 
     def _ms_to_samples(self, ms: float) -> int:
@@ -246,9 +268,16 @@ class Session:
             if event.kind is EventKind.SPEECH_START:
                 self._on_speech_start(event)
             elif event.kind is EventKind.PAUSE:
-                self._spawn(self.send_event({"type": "vad", "speaking": False,
-                                             "audio_ms": round(self.clock.sample_ms(event.sample))}),
-                            "vad")
+                self._spawn(
+                    self.send_event(
+                        {
+                            "type": "vad",
+                            "speaking": False,
+                            "audio_ms": round(self.clock.sample_ms(event.sample)),
+                        }
+                    ),
+                    "vad",
+                )
                 if self.config.overlap and self._pending is not None:
                     self._start_final(event.speech_end, event.sample, self._pending)
             elif event.kind is EventKind.RESUME:
@@ -262,12 +291,22 @@ class Session:
         metrics = TurnMetrics(self.turns + 1, self.persona.id, self.config.mode)
         metrics.stamp("speech_start", self.clock.sample_ms(event.speech_start))
         self._pending = metrics
-        self._spawn(self.send_event({"type": "vad", "speaking": True,
-                                     "audio_ms": round(self.clock.sample_ms(event.sample))}), "vad")
+        self._spawn(
+            self.send_event(
+                {
+                    "type": "vad",
+                    "speaking": True,
+                    "audio_ms": round(self.clock.sample_ms(event.sample)),
+                }
+            ),
+            "vad",
+        )
 
     def _check_max_utterance(self, now: int) -> None:
-        if (self._endpointer.phase is Phase.SPEAKING
-                and self.clock.sample_ms(now - self._utt_start) > self.config.max_utterance_ms):
+        if (
+            self._endpointer.phase is Phase.SPEAKING
+            and self.clock.sample_ms(now - self._utt_start) > self.config.max_utterance_ms
+        ):
             self._handle(self._endpointer.force_end(now))
 
     # -- transcription ----------------------------------------------------
@@ -284,8 +323,9 @@ class Session:
         self._final = final
         return final
 
-    async def _decode_final(self, audio: np.ndarray[Any, np.dtype[np.float32]],
-                            speech_end: int, metrics: TurnMetrics) -> str:
+    async def _decode_final(
+        self, audio: np.ndarray[Any, np.dtype[np.float32]], speech_end: int, metrics: TurnMetrics
+    ) -> str:
         start = self.clock.now_ms()
         text = await self.engines.stt.transcribe(audio, Priority.STT_FINAL)
         metrics.stt_calls += 1
@@ -306,8 +346,12 @@ class Session:
 
     def _maybe_interim(self, now: int) -> None:
         """Interim transcripts while the user speaks, only when the CPU has nothing better to do."""
-        if (not self.config.interim_stt or self._endpointer.phase is not Phase.SPEAKING
-                or self._interim is not None or self.engines.gate.busy()):
+        if (
+            not self.config.interim_stt
+            or self._endpointer.phase is not Phase.SPEAKING
+            or self._interim is not None
+            or self.engines.gate.busy()
+        ):
             return
         if self.clock.sample_ms(now - self._last_interim) < self.config.interim_interval_ms:
             return
@@ -335,13 +379,24 @@ class Session:
 
     def _new_run(self, text: str, metrics: TurnMetrics, priority: Priority) -> ReplyRun:
         prompt = self.assembler.assemble(self.persona, self.history, text)
-        request = LLMRequest(self.persona.id, prompt.messages,
-                             max_tokens=self.persona.max_reply_tokens,
-                             priority=PriorityRef(priority))
+        request = LLMRequest(
+            self.persona.id,
+            prompt.messages,
+            max_tokens=self.persona.max_reply_tokens,
+            priority=PriorityRef(priority),
+        )
         metrics.llm = LLMUsage()
-        return ReplyRun(llm=self.engines.llm, tts=self.engines.tts, request=request,
-                        voice=self.persona.voice, metrics=metrics, clock=self.clock,
-                        send=self.send, clauses=self.config.clause_chunking, answering=text)
+        return ReplyRun(
+            llm=self.engines.llm,
+            tts=self.engines.tts,
+            request=request,
+            voice=self.persona.voice,
+            metrics=metrics,
+            clock=self.clock,
+            send=self.send,
+            clauses=self.config.clause_chunking,
+            answering=text,
+        )
 
     def _start_speculation(self, text: str, metrics: TurnMetrics) -> None:
         if self._spec is not None and normalize(self._spec.answering) == normalize(text):
@@ -455,10 +510,17 @@ class Session:
 
     def _observe(self, metrics: TurnMetrics) -> None:
         registry = self.engines.registry
-        registry.inc("voxgate_turns_total", help_text="Turns answered", mode=metrics.mode,
-                     speculative=metrics.speculative)
-        registry.inc("voxgate_wasted_llm_calls_total", metrics.wasted_llm_calls,
-                     help_text="Speculative LLM runs thrown away")
+        registry.inc(
+            "voxgate_turns_total",
+            help_text="Turns answered",
+            mode=metrics.mode,
+            speculative=metrics.speculative,
+        )
+        registry.inc(
+            "voxgate_wasted_llm_calls_total",
+            metrics.wasted_llm_calls,
+            help_text="Speculative LLM runs thrown away",
+        )
         for stage, value in metrics.durations().items():
             if value is not None:
                 registry.observe(f"voxgate_{stage}_ms", value, help_text=f"{stage} per turn (ms)")
@@ -475,7 +537,10 @@ class Session:
         if not active:
             self._reply = None
             return
-        if self.clock.sample_ms(now - self._endpointer.speech_start) >= self.config.interrupt_min_ms:
+        if (
+            self.clock.sample_ms(now - self._endpointer.speech_start)
+            >= self.config.interrupt_min_ms
+        ):
             self._interrupting = True
             self._spawn(self._interrupt(), "barge-in")
 
@@ -495,8 +560,14 @@ class Session:
             if run.logged and self._reply_history_index is not None:
                 # The turn was already finished and logged: correct what it said.
                 self.history[self._reply_history_index] = ChatMessage("assistant", heard)
-            await self.send_event({"type": "interrupted", "turn": run.metrics.turn,
-                                   "played_ms": round(played_ms), "heard": heard})
+            await self.send_event(
+                {
+                    "type": "interrupted",
+                    "turn": run.metrics.turn,
+                    "played_ms": round(played_ms),
+                    "heard": heard,
+                }
+            )
         finally:
             self._interrupting = False
 

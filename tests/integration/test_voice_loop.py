@@ -35,8 +35,9 @@ def server() -> Iterator[ServerProcess]:
 @pytest.fixture(scope="module")
 def beckett_turn(server: ServerProcess) -> TurnResult:
     audio = read_wav(DATA / "beckett.wav", RATE)[0]
-    results, client = asyncio.run(converse(server.ws_url, [audio], token=server.token,
-                                           config=ONE_TURN))
+    results, client = asyncio.run(
+        converse(server.ws_url, [audio], token=server.token, config=ONE_TURN)
+    )
     assert not client.errors, client.errors
     return results[0]
 
@@ -64,8 +65,14 @@ def test_turn_metrics_are_reported(beckett_turn: TurnResult, server: ServerProce
     metrics = beckett_turn.metrics
     assert metrics["type"] == "metrics"
     stamps = metrics["timestamps"]
-    for name in ("speech_end", "final_transcript", "llm_first_token", "first_tts_audio",
-                 "first_audio_sent", "reply_end"):
+    for name in (
+        "speech_end",
+        "final_transcript",
+        "llm_first_token",
+        "first_tts_audio",
+        "first_audio_sent",
+        "reply_end",
+    ):
         assert name in stamps, name
     assert stamps["speech_end"] <= stamps["final_transcript"] <= stamps["reply_end"]
     durations = metrics["durations"]
@@ -126,11 +133,13 @@ def test_malformed_frames_get_errors_and_session_survives(server: ServerProcess)
 
 def test_handshake_rejects_wrong_sample_rate(server: ServerProcess) -> None:
     async def scenario() -> tuple[list[bytes], int | None]:
-        async with aiohttp.ClientSession() as http, http.ws_connect(
-            with_token(server.ws_url, server.token)
-        ) as ws:
-            await ws.send_bytes(encode_event({"type": "hello", "protocol": 1,
-                                              "sample_rate": 44100}))
+        async with (
+            aiohttp.ClientSession() as http,
+            http.ws_connect(with_token(server.ws_url, server.token)) as ws,
+        ):
+            await ws.send_bytes(
+                encode_event({"type": "hello", "protocol": 1, "sample_rate": 44100})
+            )
             frames = [msg.data async for msg in ws if msg.type is aiohttp.WSMsgType.BINARY]
             return frames, ws.close_code
 

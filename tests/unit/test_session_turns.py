@@ -47,8 +47,11 @@ class Harness:
             await asyncio.sleep(0)
 
     def events(self, kind: str) -> list[dict[str, Any]]:
-        return [f.json() for f in self.frames
-                if f.type is FrameType.EVENT and f.json().get("type") == kind]
+        return [
+            f.json()
+            for f in self.frames
+            if f.type is FrameType.EVENT and f.json().get("type") == kind
+        ]
 
     def transcripts(self, final: bool) -> list[str]:
         return [f.text for f in self.frames if f.type is FrameType.TRANSCRIPT and f.final == final]
@@ -172,10 +175,13 @@ async def test_close_leaves_no_tasks() -> None:
     assert leftover == []
 
 
-@pytest.mark.parametrize("hello", [
-    {"type": "hello", "protocol": 2, "sample_rate": 16000},
-    {"type": "hello", "protocol": 1, "sample_rate": 8000},
-])
+@pytest.mark.parametrize(
+    "hello",
+    [
+        {"type": "hello", "protocol": 2, "sample_rate": 16000},
+        {"type": "hello", "protocol": 1, "sample_rate": 8000},
+    ],
+)
 async def test_bad_hello_is_refused_with_an_error(hello: dict[str, Any]) -> None:
     from voxgate.session import CloseSession
 
@@ -190,7 +196,9 @@ async def test_typed_turns_use_the_same_machinery() -> None:
     llm = FakeLLM("Paris, of course.")
     h = Harness(fake_engines(FakeSTT(lambda s: ""), llm, FakeTTS(ms_per_char=0)))
     await h.start()
-    await h.session.on_message(encode_event({"type": "user_text", "text": " What is  the capital?"}))
+    await h.session.on_message(
+        encode_event({"type": "user_text", "text": " What is  the capital?"})
+    )
     await h.settle()
     (metrics,) = h.events("metrics")
     assert metrics["transcript"] == "What is the capital?"

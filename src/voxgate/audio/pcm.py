@@ -16,11 +16,11 @@ def pcm16_to_float(data: bytes) -> FloatArray:
 
 def float_to_pcm16(samples: npt.NDArray[np.floating]) -> bytes:
     clipped = np.clip(samples, -1.0, 1.0) * 32767.0
-    return clipped.astype("<i2").tobytes()
+    return bytes(clipped.astype("<i2").tobytes())
 
 
 def int16_to_bytes(samples: Int16Array) -> bytes:
-    return samples.astype("<i2").tobytes()
+    return bytes(samples.astype("<i2").tobytes())
 
 
 def resample(samples: FloatArray, rate_in: int, rate_out: int) -> FloatArray:

@@ -75,15 +75,19 @@ def build_conversation(speech_dir: Path | None = None, turns: int = 6) -> list[U
     beckett_path, clone_path = directory / "beckett.wav", directory / "clone-test.wav"
     for path in (beckett_path, clone_path):
         if not path.is_file():
-            raise FileNotFoundError(f"benchmark speech {path} is missing: run from a voxgate "
-                                    "checkout or pass --speech-dir with beckett.wav and "
-                                    "clone-test.wav")
+            raise FileNotFoundError(
+                f"benchmark speech {path} is missing: run from a voxgate "
+                "checkout or pass --speech-dir with beckett.wav and "
+                "clone-test.wav"
+            )
     beckett = read_wav(beckett_path, RATE)[0]
     clone = read_wav(clone_path, RATE)[0]
     tail = RATE * 120 // 1000  # keep the word onsets and tails the VAD trims
     sentences = [beckett[max(s - tail, 0) : e + tail] for s, e in speech_segments(beckett)]
-    pool = [Utterance("clone-test", _pad(clone)),
-            Utterance("clone-test+pause", _pad(insert_pause(clone, MID_SENTENCE_PAUSE_MS)), True)]
+    pool = [
+        Utterance("clone-test", _pad(clone)),
+        Utterance("clone-test+pause", _pad(insert_pause(clone, MID_SENTENCE_PAUSE_MS)), True),
+    ]
     pool += [Utterance(f"beckett-{i + 1}", _pad(s)) for i, s in enumerate(sentences)]
     order = [0, 2, 1, 3, 4, 5, 6, 7]
     return [pool[order[i % len(order)] % len(pool)] for i in range(turns)]

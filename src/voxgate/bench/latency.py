@@ -18,7 +18,9 @@ import json
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +32,16 @@ from voxgate.config import SessionConfig, sequential_config
 from voxgate.engines import Engines, load_default_engines
 from voxgate.transport.server import GatewaySettings, create_app
 
-STAGES = ("endpointing", "stt", "stt_after_speech_end", "llm_ttft", "llm_after_commit",
-          "tts_first_byte", "first_audio", "voice_to_voice")
+STAGES = (
+    "endpointing",
+    "stt",
+    "stt_after_speech_end",
+    "llm_ttft",
+    "llm_after_commit",
+    "tts_first_byte",
+    "first_audio",
+    "voice_to_voice",
+)
 
 
 @dataclass
@@ -52,19 +62,26 @@ class TurnRow:
     llm: dict[str, Any]
 
     @classmethod
-    def from_result(cls, mode: str, utterance: Utterance, result: TurnResult,
-                    spans: list[dict[str, Any]]) -> TurnRow:
+    def from_result(
+        cls, mode: str, utterance: Utterance, result: TurnResult, spans: list[dict[str, Any]]
+    ) -> TurnRow:
         metrics = result.metrics
-        return cls(mode=mode, turn=result.index + 1, label=utterance.label,
-                   transcript=result.transcript, reply=result.reply.strip(),
-                   durations=metrics.get("durations", {}),
-                   client_v2v_ms=result.client_voice_to_voice_ms,
-                   speculative=str(metrics.get("speculative", "none")),
-                   wasted_llm_calls=int(metrics.get("wasted_llm_calls") or 0),
-                   false_endpoint=result.false_endpoint,
-                   mid_sentence_pause=utterance.mid_sentence_pause,
-                   timestamps=metrics.get("timestamps", {}), spans=spans,
-                   llm=metrics.get("llm", {}))
+        return cls(
+            mode=mode,
+            turn=result.index + 1,
+            label=utterance.label,
+            transcript=result.transcript,
+            reply=result.reply.strip(),
+            durations=metrics.get("durations", {}),
+            client_v2v_ms=result.client_voice_to_voice_ms,
+            speculative=str(metrics.get("speculative", "none")),
+            wasted_llm_calls=int(metrics.get("wasted_llm_calls") or 0),
+            false_endpoint=result.false_endpoint,
+            mid_sentence_pause=utterance.mid_sentence_pause,
+            timestamps=metrics.get("timestamps", {}),
+            spans=spans,
+            llm=metrics.get("llm", {}),
+        )
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -84,6 +101,14 @@ def _fmt(stat: tuple[float, float] | None) -> str:
     return "—" if stat is None else f"{stat[0]:7.0f} {stat[1]:7.0f}"
 
 
+def _duration(stage: str, row: TurnRow) -> float | None:
+    return row.durations.get(stage)
+
+
+def _client_v2v(row: TurnRow) -> float | None:
+    return row.client_v2v_ms
+
+
 def summarize(rows: list[TurnRow], modes: list[str]) -> str:
     """The table: median and p95 per stage and mode, and voxgate/sequential ratios."""
     by_mode = {m: [r for r in rows if r.mode == m] for m in modes}
@@ -92,8 +117,10 @@ def summarize(rows: list[TurnRow], modes: list[str]) -> str:
     if compare:
         header += f"{'ratio med':>11}"
     lines = [header, "-" * len(header)]
-    series = {s: (lambda r, s=s: r.durations.get(s)) for s in STAGES}
-    series["client voice_to_voice"] = lambda r: r.client_v2v_ms
+    series: dict[str, Callable[[TurnRow], float | None]] = {
+        stage: partial(_duration, stage) for stage in STAGES
+    }
+    series["client voice_to_voice"] = _client_v2v
     for name, get in series.items():
         stats = [_stat([get(r) for r in by_mode[m]]) for m in modes]
         line = f"{name:<24}" + "".join(f"{_fmt(s):>18}" for s in stats)
@@ -114,7 +141,8 @@ def summarize(rows: list[TurnRow], modes: list[str]) -> str:
             f"{mode:<11} turns {len(turns)}  speculative hits {hits}/{tried} ({hit_rate})  "
             f"wasted LLM calls/turn {wasted / max(len(turns), 1):.2f}  "
             f"false endpoints {false}  prefill tokens/turn {statistics.mean(evaluated or [0]):.0f}"
-            f" of {statistics.mean(prompt or [0]):.0f}")
+            f" of {statistics.mean(prompt or [0]):.0f}"
+        )
     return "\n".join(lines)
 
 
@@ -128,20 +156,29 @@ def _spans_for(engines: Engines, session_id: str, turns: int) -> list[list[dict[
     return (spans + [[] for _ in range(turns)])[:turns]
 
 
-async def run_mode(engines: Engines, url: str, mode: str, config: SessionConfig,
-                   conversation: list[Utterance]) -> list[TurnRow]:
-    print(f"[bench] {mode}: {len(conversation)} turns of real speech, streamed in real time...",
-          flush=True)
+async def run_mode(
+    engines: Engines, url: str, mode: str, config: SessionConfig, conversation: list[Utterance]
+) -> list[TurnRow]:
+    print(
+        f"[bench] {mode}: {len(conversation)} turns of real speech, streamed in real time...",
+        flush=True,
+    )
     started = time.perf_counter()
-    results, client = await converse(url, [u.audio for u in conversation],
-                                     config=config.model_dump())
+    results, client = await converse(
+        url, [u.audio for u in conversation], config=config.model_dump()
+    )
     spans = _spans_for(engines, str(client.welcome.get("session_id")), len(results))
-    rows = [TurnRow.from_result(mode, u, r, s)
-            for u, r, s in zip(conversation, results, spans, strict=True)]
+    rows = [
+        TurnRow.from_result(mode, u, r, s)
+        for u, r, s in zip(conversation, results, spans, strict=True)
+    ]
     for row in rows:
-        print(f"[bench]   {mode} turn {row.turn} ({row.label}): client v2v "
-              f"{row.client_v2v_ms} ms, spec {row.speculative}, "
-              f"heard {row.transcript!r} -> {row.reply[:60]!r}", flush=True)
+        print(
+            f"[bench]   {mode} turn {row.turn} ({row.label}): client v2v "
+            f"{row.client_v2v_ms} ms, spec {row.speculative}, "
+            f"heard {row.transcript!r} -> {row.reply[:60]!r}",
+            flush=True,
+        )
     if client.errors:
         print(f"[bench]   errors: {client.errors}", flush=True)
     print(f"[bench] {mode} done in {time.perf_counter() - started:.0f} s", flush=True)
@@ -153,8 +190,9 @@ async def bench(args: argparse.Namespace) -> list[TurnRow]:
     print("[bench] loading and warming models...", flush=True)
     engines = load_default_engines(trace_path=trace)
     await engines.warm()
-    conversation = build_conversation(Path(args.speech_dir) if args.speech_dir else None,
-                                      args.turns)
+    conversation = build_conversation(
+        Path(args.speech_dir) if args.speech_dir else None, args.turns
+    )
     runner = web.AppRunner(create_app(engines, GatewaySettings(token=None)))
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)

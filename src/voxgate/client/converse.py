@@ -61,8 +61,7 @@ class TurnResult:
     @property
     def false_endpoint(self) -> bool:
         """The server took the turn before the user had finished this utterance."""
-        return len(self.turn_starts) > 1 or any(t < self.speech_end_wall
-                                                for t in self.turn_starts)
+        return len(self.turn_starts) > 1 or any(t < self.speech_end_wall for t in self.turn_starts)
 
     @property
     def client_voice_to_voice_ms(self) -> float | None:
@@ -78,8 +77,11 @@ class TurnResult:
 
     def summary(self) -> dict[str, Any]:
         return {
-            "turn": self.index, "transcript": self.transcript, "reply": self.reply,
-            "filler": self.filler, "errors": self.errors,
+            "turn": self.index,
+            "transcript": self.transcript,
+            "reply": self.reply,
+            "filler": self.filler,
+            "errors": self.errors,
             "client_voice_to_voice_ms": self.client_voice_to_voice_ms,
             "client_first_audio_ms": self.client_first_audio_ms,
             "durations": self.metrics.get("durations", {}),
@@ -112,8 +114,9 @@ class VoiceClient:
         self._reader: asyncio.Task[None] | None = None
         self._next_turn_index = 0
 
-    async def handshake(self, persona: str | None = None,
-                        config: dict[str, Any] | None = None) -> None:
+    async def handshake(
+        self, persona: str | None = None, config: dict[str, Any] | None = None
+    ) -> None:
         hello: dict[str, Any] = {"type": "hello", "protocol": PROTOCOL_VERSION, "sample_rate": RATE}
         if persona:
             hello["persona"] = persona
@@ -228,13 +231,20 @@ def with_token(url: str, token: str | None) -> str:
     return url + ("&" if "?" in url else "?") + f"token={token}"
 
 
-async def converse(url: str, utterances: list[FloatArray], *, token: str | None = None,
-                   persona: str | None = None, config: dict[str, Any] | None = None,
-                   timeout: float = 90.0) -> tuple[list[TurnResult], VoiceClient]:
+async def converse(
+    url: str,
+    utterances: list[FloatArray],
+    *,
+    token: str | None = None,
+    persona: str | None = None,
+    config: dict[str, Any] | None = None,
+    timeout: float = 90.0,
+) -> tuple[list[TurnResult], VoiceClient]:
     """One session, one turn per utterance (16 kHz float32 audio)."""
-    async with aiohttp.ClientSession() as http, http.ws_connect(
-        with_token(url, token), max_msg_size=0
-    ) as ws:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.ws_connect(with_token(url, token), max_msg_size=0) as ws,
+    ):
         client = VoiceClient(ws)
         await client.handshake(persona, config)
         await ws.send_bytes(encode(FrameType.AUDIO_START))
@@ -254,18 +264,24 @@ def _print_turn(result: TurnResult) -> None:
     durations = result.metrics.get("durations", {})
     parts = [f"{k}={v:.0f}ms" for k, v in durations.items() if isinstance(v, int | float)]
     print("server   : " + ", ".join(parts))
-    print(f"client   : voice-to-voice={result.client_voice_to_voice_ms} ms "
-          f"(first audio {result.client_first_audio_ms} ms)")
+    print(
+        f"client   : voice-to-voice={result.client_voice_to_voice_ms} ms "
+        f"(first audio {result.client_first_audio_ms} ms)"
+    )
 
 
 def cli_converse(args: argparse.Namespace) -> int:
     utterances = [read_wav(path, RATE)[0] for path in args.wav]
     try:
-        results, client = asyncio.run(converse(args.url, utterances, token=args.token,
-                                               persona=args.persona))
+        results, client = asyncio.run(
+            converse(args.url, utterances, token=args.token, persona=args.persona)
+        )
     except aiohttp.ClientError as exc:
-        print(f"voxgate converse: cannot reach {args.url}: {exc}. Is `voxgate serve` running? "
-              "Pass --token if the server printed one.", file=sys.stderr)
+        print(
+            f"voxgate converse: cannot reach {args.url}: {exc}. Is `voxgate serve` running? "
+            "Pass --token if the server printed one.",
+            file=sys.stderr,
+        )
         return 1
     out = Path(args.out)
     for result in results:

@@ -21,7 +21,7 @@ class Registry:
         self._lock = threading.Lock()
         self._counters: dict[str, dict[str, float]] = defaultdict(dict)
         self._gauges: dict[str, dict[str, float]] = defaultdict(dict)
-        self._hist: dict[str, dict[str, list[float]]] = defaultdict(dict)
+        self._hist: defaultdict[str, dict[str, list[float]]] = defaultdict(dict)
         self._help: dict[str, str] = {}
 
     def inc(self, name: str, value: float = 1.0, help_text: str = "", **labels: str) -> None:
@@ -50,9 +50,9 @@ class Registry:
                 for name, series in sorted(table.items()):
                     lines += [f"# HELP {name} {self._help.get(name, '')}", f"# TYPE {name} {kind}"]
                     lines += [f"{name}{key} {value:g}" for key, value in sorted(series.items())]
-            for name, series in sorted(self._hist.items()):
+            for name, histograms in sorted(self._hist.items()):
                 lines += [f"# HELP {name} {self._help.get(name, '')}", f"# TYPE {name} histogram"]
-                for key, counts in sorted(series.items()):
+                for key, counts in sorted(histograms.items()):
                     base = key[1:-1] + "," if key else ""
                     running = 0.0
                     for bound, count in zip(LATENCY_BUCKETS_MS, counts, strict=False):

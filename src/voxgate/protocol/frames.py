@@ -16,6 +16,12 @@ HEADER_SIZE = 2
 # 1 MiB keeps one frame well above any sane audio chunk (20 ms at 16 kHz is
 # 640 bytes) while bounding what a single message can make us buffer.
 MAX_FRAME_BYTES = 1 << 20
+# Control messages (hello, config) are a few hundred bytes; 64 KiB bounds what
+# one EVENT can make the JSON parser and the session chew on.
+MAX_EVENT_BYTES = 64 * 1024
+# No event of the protocol nests deeper than 3; 32 refuses absurd nesting
+# long before the parser's own recursion limit.
+MAX_JSON_DEPTH = 32
 
 FLAG_FINAL = 0x01  # transcript: this transcript is final for the utterance
 FLAG_FILLER = 0x02  # tts_audio / llm_chunk: an acknowledgment, not the answer
@@ -85,6 +91,26 @@ def encode_event(event: dict[str, Any]) -> bytes:
     return encode(FrameType.EVENT, json.dumps(event, separators=(",", ":")).encode("utf-8"))
 
 
+def json_depth(value: Any, limit: int = MAX_JSON_DEPTH) -> int:
+    """Nesting depth of a parsed JSON value (a scalar is 0, ``{}`` is 1), counted
+    without recursion; stops counting once past ``limit``."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, depth + 1)
+        if deepest > limit:
+            return deepest
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
 def decode(data: bytes, max_bytes: int = MAX_FRAME_BYTES) -> Frame:
     """Decode one frame or raise ProtocolError; never raises anything else."""
     if len(data) > max_bytes:
@@ -101,6 +127,9 @@ def decode(data: bytes, max_bytes: int = MAX_FRAME_BYTES) -> Frame:
         raise ProtocolError("odd_pcm", "PCM16 payload has an odd number of bytes")
     if frame_type in EMPTY_TYPES and payload:
         raise ProtocolError("unexpected_payload", f"{frame_type.name} carries no payload")
+    if frame_type is FrameType.EVENT and len(payload) > MAX_EVENT_BYTES:
+        raise ProtocolError("oversized", f"EVENT payload of {len(payload)} bytes exceeds "
+                            f"{MAX_EVENT_BYTES}")
     if frame_type in TEXT_TYPES or frame_type is FrameType.EVENT:
         try:
             payload.decode("utf-8")
@@ -109,8 +138,14 @@ def decode(data: bytes, max_bytes: int = MAX_FRAME_BYTES) -> Frame:
     if frame_type is FrameType.EVENT:
         try:
             value = json.loads(payload)
-        except (ValueError, RecursionError):
+        except RecursionError:
+            raise ProtocolError("too_deep", f"EVENT JSON nests deeper than {MAX_JSON_DEPTH} "
+                                "levels") from None
+        except ValueError:
             raise ProtocolError("bad_json", "EVENT payload is not valid JSON") from None
         if not isinstance(value, dict):
             raise ProtocolError("bad_json", "EVENT payload must be a JSON object")
+        if json_depth(value) > MAX_JSON_DEPTH:
+            raise ProtocolError("too_deep", f"EVENT JSON nests deeper than {MAX_JSON_DEPTH} "
+                                "levels")
     return Frame(frame_type, flags, payload)

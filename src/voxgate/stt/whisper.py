@@ -27,8 +27,9 @@ class WhisperSTT:
             model_dir = str(whisper_model_dir())
         # Two workers: the final decode of the live turn must never queue behind
         # an interim decode that is already running (a call cannot be interrupted).
-        self._model = WhisperModel(model_dir, device="cpu", compute_type="int8",
-                                   cpu_threads=threads, num_workers=2)
+        self._model = WhisperModel(
+            model_dir, device="cpu", compute_type="int8", cpu_threads=threads, num_workers=2
+        )
         self._gate = gate
         self._final_thread = EngineThread("stt-final")
         self._interim_thread = EngineThread("stt-interim")
@@ -52,15 +53,18 @@ class WhisperSTT:
         if audio.size == 0 or float(np.sqrt(np.mean(np.square(audio)))) < SILENCE_RMS:
             return ""
         try:
-            thread = self._interim_thread if priority >= Priority.SPECULATIVE else self._final_thread
+            thread = (
+                self._interim_thread if priority >= Priority.SPECULATIVE else self._final_thread
+            )
             return await thread.run(lambda: self._run(audio, priority))
         except Exception as exc:  # the native library raises many kinds
             raise STTError(f"speech recognition failed: {exc}") from exc
 
     async def warm(self) -> None:
         rng = np.random.default_rng(0)
-        await self.transcribe((rng.standard_normal(16000) * 0.05).astype(np.float32),
-                              Priority.SPECULATIVE)
+        await self.transcribe(
+            (rng.standard_normal(16000) * 0.05).astype(np.float32), Priority.SPECULATIVE
+        )
 
     async def close(self) -> None:
         self._final_thread.shutdown()

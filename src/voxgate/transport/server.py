@@ -22,13 +22,19 @@ from aiohttp import WSMsgType, web
 from voxgate.config import SessionConfig, sequential_config
 from voxgate.engines import Engines, load_default_engines
 from voxgate.protocol.frames import MAX_FRAME_BYTES, FrameType, encode_text
-from voxgate.session import CloseSession, Session
+from voxgate.session import INPUT_RATE, CloseSession, Session
+from voxgate.transport.limits import Admission, AudioRateLimiter, audio_samples
 
 log = logging.getLogger("voxgate.server")
 
 WEB_DIR = Path(str(files("voxgate").joinpath("web")))
-STATIC_TYPES = {".js": "text/javascript", ".css": "text/css", ".html": "text/html",
-                ".svg": "image/svg+xml", ".ico": "image/x-icon"}
+STATIC_TYPES = {
+    ".js": "text/javascript",
+    ".css": "text/css",
+    ".html": "text/html",
+    ".svg": "image/svg+xml",
+    ".ico": "image/x-icon",
+}
 # aiohttp closes the socket past this size; our own decoder answers anything
 # between MAX_FRAME_BYTES and this with an error frame and keeps the session.
 WS_HARD_LIMIT = 4 * MAX_FRAME_BYTES
@@ -44,7 +50,17 @@ class GatewaySettings:
 
 ENGINES: web.AppKey[Engines] = web.AppKey("engines", Engines)
 SETTINGS: web.AppKey[GatewaySettings] = web.AppKey("settings", GatewaySettings)
-SESSIONS: web.AppKey[set[Session]] = web.AppKey("sessions", set)
+
+
+@dataclass
+class LiveSessions:
+    sessions: set[Session] = field(default_factory=set)
+
+    def __len__(self) -> int:
+        return len(self.sessions)
+
+
+SESSIONS: web.AppKey[LiveSessions] = web.AppKey("sessions", LiveSessions)
 
 
 def _token_ok(settings: GatewaySettings, request: web.Request) -> bool:
@@ -70,13 +86,14 @@ def _origin_ok(settings: GatewaySettings, request: web.Request) -> bool:
 async def index(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     if not _token_ok(settings, request):
-        return web.Response(status=401, content_type="text/plain",
-                            text="voxgate: open the URL printed by `voxgate serve` "
-                                 "(it carries ?token=...).\n")
+        return web.Response(
+            status=401,
+            content_type="text/plain",
+            text="voxgate: open the URL printed by `voxgate serve` (it carries ?token=...).\n",
+        )
     html = (WEB_DIR / "index.html").read_text(encoding="utf-8")
     html = html.replace("{{VOXGATE_TOKEN}}", settings.token or "")
-    return web.Response(text=html, content_type="text/html",
-                        headers={"Cache-Control": "no-store"})
+    return web.Response(text=html, content_type="text/html", headers={"Cache-Control": "no-store"})
 
 
 async def static_file(request: web.Request) -> web.StreamResponse:
@@ -93,19 +110,23 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def metrics(request: web.Request) -> web.Response:
     registry = request.app[ENGINES].registry
-    registry.set("voxgate_sessions_active", len(request.app[SESSIONS]),
-                 help_text="Open voice sessions")
+    registry.set(
+        "voxgate_sessions_active", len(request.app[SESSIONS]), help_text="Open voice sessions"
+    )
     return web.Response(text=registry.render(), content_type="text/plain")
 
 
 async def voice_socket(request: web.Request) -> web.StreamResponse:
-    settings, sessions = request.app[SETTINGS], request.app[SESSIONS]
+    settings, sessions = request.app[SETTINGS], request.app[SESSIONS].sessions
     if not _origin_ok(settings, request):
-        raise web.HTTPForbidden(text=f"origin {request.headers.get('Origin')} is not allowed; "
-                                     "start the server with --allow-origin to permit it")
+        raise web.HTTPForbidden(
+            text=f"origin {request.headers.get('Origin')} is not allowed; "
+            "start the server with --allow-origin to permit it"
+        )
     if not _token_ok(settings, request):
-        raise web.HTTPUnauthorized(text="missing or wrong token: connect to /ws?token=<token "
-                                        "printed by voxgate serve>")
+        raise web.HTTPUnauthorized(
+            text="missing or wrong token: connect to /ws?token=<token printed by voxgate serve>"
+        )
     if len(sessions) >= settings.max_sessions:
         raise web.HTTPServiceUnavailable(text=f"server full ({settings.max_sessions} sessions)")
     ws = web.WebSocketResponse(max_msg_size=WS_HARD_LIMIT, heartbeat=30)
@@ -113,17 +134,36 @@ async def voice_socket(request: web.Request) -> web.StreamResponse:
     session = Session(request.app[ENGINES], ws.send_bytes, settings.base_config)
     sessions.add(session)
     log.info("session %s opened from %s", session.id, request.remote)
+    limiter = AudioRateLimiter(INPUT_RATE)
     try:
         async for msg in ws:
             if msg.type is WSMsgType.BINARY:
+                # Audio far faster than real time is dropped here, before it costs VAD and
+                # decodes that would starve the other sessions (docs/protocol.md, rate_limited).
+                admission = limiter.admit(audio_samples(msg.data), time.monotonic())
+                if admission is Admission.DROP_REPORT:
+                    await session.send_error("rate_limited", limiter.report())
+                if admission is not Admission.ACCEPT:
+                    continue
                 try:
                     await session.on_message(msg.data)
                 except CloseSession as exc:
                     await ws.close(code=exc.code, message=str(exc).encode())
                     break
+                except ConnectionResetError:
+                    raise
+                except Exception:
+                    # A bug hit by one message costs that message, not the session.
+                    log.exception("session %s failed on a message", session.id)
+                    await session.send_error("internal", "the server failed on this message "
+                                             "(see its log); the session goes on")
             elif msg.type is WSMsgType.TEXT:
-                await session.send(encode_text(FrameType.ERROR, "text_message: send binary "
-                                               "frames (docs/protocol.md), not text"))
+                await session.send(
+                    encode_text(
+                        FrameType.ERROR,
+                        "text_message: send binary frames (docs/protocol.md), not text",
+                    )
+                )
             elif msg.type is WSMsgType.ERROR:
                 log.warning("session %s socket error: %s", session.id, ws.exception())
                 break
@@ -137,7 +177,7 @@ async def voice_socket(request: web.Request) -> web.StreamResponse:
 
 
 async def _close_sessions(app: web.Application) -> None:
-    for session in list(app[SESSIONS]):
+    for session in list(app[SESSIONS].sessions):
         await session.close()
 
 
@@ -145,7 +185,7 @@ def create_app(engines: Engines, settings: GatewaySettings) -> web.Application:
     app = web.Application()
     app[ENGINES] = engines
     app[SETTINGS] = settings
-    app[SESSIONS] = set()
+    app[SESSIONS] = LiveSessions()
     app.router.add_get("/", index)
     app.router.add_get("/ws", voice_socket)
     app.router.add_get("/healthz", healthz)
@@ -162,19 +202,29 @@ def _resolve_token(args: argparse.Namespace) -> str | None:
 
 
 async def serve(args: argparse.Namespace) -> None:
-    trace = Path(args.trace) if args.trace else Path("runs") / f"trace-{time.strftime('%Y%m%d-%H%M%S')}.jsonl"
+    trace = (
+        Path(args.trace)
+        if args.trace
+        else Path("runs") / f"trace-{time.strftime('%Y%m%d-%H%M%S')}.jsonl"
+    )
     print("voxgate: loading models (Whisper tiny.en, Qwen2.5 0.5B, Piper joe)...", flush=True)
     started = time.perf_counter()
     engines = load_default_engines(
         personas_dir=Path(args.personas_dir) if args.personas_dir else None,
-        default_persona=args.persona, llm_url=args.llm_url, llm_model=args.llm_model,
-        trace_path=trace)
+        default_persona=args.persona,
+        llm_url=args.llm_url,
+        llm_model=args.llm_model,
+        trace_path=trace,
+    )
     print("voxgate: warming up (the first call of each model is slow)...", flush=True)
     await engines.warm()
     print(f"voxgate: models ready in {time.perf_counter() - started:.1f} s", flush=True)
     token = _resolve_token(args)
-    settings = GatewaySettings(token=token, allowed_origins=set(args.allow_origin),
-                               base_config=sequential_config() if args.sequential else SessionConfig())
+    settings = GatewaySettings(
+        token=token,
+        allowed_origins=set(args.allow_origin),
+        base_config=sequential_config() if args.sequential else SessionConfig(),
+    )
     runner = web.AppRunner(create_app(engines, settings), handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, args.host, args.port)
@@ -196,8 +246,10 @@ async def serve(args: argparse.Namespace) -> None:
 
 
 def cli_serve(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=os.environ.get("VOXGATE_LOG", "INFO"),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=os.environ.get("VOXGATE_LOG", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     try:
         asyncio.run(serve(args))
     except OSError as exc:

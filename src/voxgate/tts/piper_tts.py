@@ -17,8 +17,13 @@ from voxgate.tts.base import TTSError
 class PiperTTS:
     name = "piper"
 
-    def __init__(self, gate: ComputeGate, model: Path | None = None, config: Path | None = None,
-                 threads: int = 1) -> None:
+    def __init__(
+        self,
+        gate: ComputeGate,
+        model: Path | None = None,
+        config: Path | None = None,
+        threads: int = 1,
+    ) -> None:
         import onnxruntime
         from piper.config import PiperConfig
         from piper.voice import PiperVoice
@@ -31,8 +36,9 @@ class PiperTTS:
         # One thread: synthesis of a clause is short and runs beside the LLM on 2 cores.
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
-        session = onnxruntime.InferenceSession(str(model), sess_options=options,
-                                               providers=["CPUExecutionProvider"])
+        session = onnxruntime.InferenceSession(
+            str(model), sess_options=options, providers=["CPUExecutionProvider"]
+        )
         config_dict = json.loads(Path(config).read_text(encoding="utf-8"))
         self._voice = PiperVoice(config=PiperConfig.from_dict(config_dict), session=session)
         self.sample_rate = int(self._voice.config.sample_rate)

@@ -54,7 +54,44 @@ class EndpointConfig:
 
 
 _CONTINUATION = frozenset(
-    ["and", "or", "but", "so", "because", "if", "when", "while", "the", "a", "an", "of", "to", "in", "on", "at", "for", "with", "from", "by", "as", "that", "which", "who", "my", "your", "our", "their", "his", "her", "its", "is", "are", "was", "were", "be"]
+    [
+        "and",
+        "or",
+        "but",
+        "so",
+        "because",
+        "if",
+        "when",
+        "while",
+        "the",
+        "a",
+        "an",
+        "of",
+        "to",
+        "in",
+        "on",
+        "at",
+        "for",
+        "with",
+        "from",
+        "by",
+        "as",
+        "that",
+        "which",
+        "who",
+        "my",
+        "your",
+        "our",
+        "their",
+        "his",
+        "her",
+        "its",
+        "is",
+        "are",
+        "was",
+        "were",
+        "be",
+    ]
 )
 
 
@@ -103,8 +140,9 @@ class Endpointer:
             if self.phase is Phase.IDLE and self._speech_run >= START_WINDOWS:
                 self._speech_start = window_end - self._speech_run * window_len
                 self.phase = Phase.SPEAKING
-                events.append(TurnEvent(EventKind.SPEECH_START, self._speech_start,
-                                        self._speech_start))
+                events.append(
+                    TurnEvent(EventKind.SPEECH_START, self._speech_start, self._speech_start)
+                )
             elif self.phase is Phase.PAUSED and self._speech_run >= START_WINDOWS:
                 self.phase = Phase.SPEAKING
                 self._complete = None
@@ -113,7 +151,10 @@ class Endpointer:
                 self._last_speech = window_end
         else:
             self._speech_run = 0
-            if self.phase is Phase.SPEAKING and self._ms(window_end - self._last_speech) >= PAUSE_MS:
+            if (
+                self.phase is Phase.SPEAKING
+                and self._ms(window_end - self._last_speech) >= PAUSE_MS
+            ):
                 self.phase = Phase.PAUSED
                 self._complete = None
                 events.append(self._event(EventKind.PAUSE, window_end))
