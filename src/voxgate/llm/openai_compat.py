@@ -1,0 +1,189 @@
+"""An LLM served elsewhere: any OpenAI-compatible ``/v1/chat/completions`` (llama.cpp
+server, vLLM, SGLang, llama-cpp-python's server), streamed over SSE.
+
+For llama.cpp's server, each persona is pinned to one server slot (``id_slot``)
+with ``cache_prompt`` on, so the server keeps that persona's prefix in its KV
+cache across turns the way the embedded engine's persona slots do. Servers that
+do not know these fields ignore them. Reused-prefix counts are read from
+llama.cpp's ``timings.cache_n`` or the OpenAI ``usage.prompt_tokens_details``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from typing import Any
+
+import aiohttp
+
+from voxgate.llm.base import ChatMessage, LLMError, LLMRequest, LLMUsage
+
+_MAX_ERROR_BODY = 300  # characters of an error response worth showing
+
+
+class OpenAICompatEngine:
+    name = "openai-compat"
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str = "default",
+        *,
+        api_key: str | None = None,
+        n_slots: int | None = None,
+        connect_timeout_s: float = 5.0,
+        read_timeout_s: float = 60.0,
+        extra_body: Mapping[str, Any] | None = None,
+    ) -> None:
+        """``n_slots``: the server's parallel slots (llama-server ``--parallel``); when
+        given, each persona is pinned to one of them with ``id_slot``."""
+        self.base_url = base_url.rstrip("/")
+        self.url = f"{self.base_url}/v1/chat/completions"
+        self.model = model
+        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._n_slots = n_slots
+        self._timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=connect_timeout_s, sock_read=read_timeout_s
+        )
+        self._extra_body = dict(extra_body or {})
+        self._slot_of: dict[str, int] = {}
+        self._session: aiohttp.ClientSession | None = None
+
+    def slot_for(self, persona_id: str) -> int | None:
+        """Stable persona -> server slot: first come, first own slot; the rest by hash."""
+        if not self._n_slots:
+            return None
+        slot = self._slot_of.get(persona_id)
+        if slot is None:
+            if len(self._slot_of) < self._n_slots:
+                slot = len(self._slot_of)
+            else:
+                digest = hashlib.sha256(persona_id.encode("utf-8")).digest()
+                slot = int.from_bytes(digest[:4], "big") % self._n_slots
+            self._slot_of[persona_id] = slot
+        return slot
+
+    def request_body(self, request: LLMRequest) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "model": self.model,
+            "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+            "max_tokens": request.max_tokens,
+            "temperature": request.temperature,
+            "seed": request.seed,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            "cache_prompt": True,
+        }
+        slot = self.slot_for(request.persona_id)
+        if slot is not None:
+            body["id_slot"] = slot
+        body.update(self._extra_body)
+        return body
+
+    async def warm(self) -> None:
+        request = LLMRequest("__warmup__", [ChatMessage("user", "Hi")], max_tokens=1)
+        async for _ in self._stream(request, LLMUsage()):
+            pass
+
+    def stream(self, request: LLMRequest, usage: LLMUsage) -> AsyncIterator[str]:
+        """Reply text deltas. Closing the stream closes the HTTP connection, which makes
+        the server stop generating."""
+        return self._stream(request, usage)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def _stream(self, request: LLMRequest, usage: LLMUsage) -> AsyncGenerator[str, None]:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(timeout=self._timeout, headers=self._headers)
+        started = time.perf_counter()
+        first_at = 0.0
+        try:
+            async with self._session.post(self.url, json=self.request_body(request)) as resp:
+                if resp.status >= 400:
+                    text = (await resp.text(errors="replace"))[:_MAX_ERROR_BODY]
+                    raise LLMError(f"LLM server {self.url} answered HTTP {resp.status}: {text}")
+                finished = False
+                async for raw in resp.content:
+                    data = _sse_data(raw)
+                    if data is None:
+                        continue
+                    if data == "[DONE]":
+                        finished = True
+                        break
+                    chunk = self._parse(data)
+                    finished = finished or apply_stream_chunk(chunk, usage)
+                    delta = _delta_text(chunk)
+                    if delta:
+                        if not first_at:
+                            first_at = time.perf_counter()
+                        yield delta
+                if not finished:
+                    raise LLMError(f"LLM server {self.url} ended the stream before finishing")
+        except aiohttp.ClientConnectorError as exc:
+            raise LLMError(f"cannot connect to the LLM server at {self.url}: {exc}") from exc
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise LLMError(f"LLM server {self.url} failed mid-stream: {exc!r}") from exc
+        finally:
+            # Client-side clocks when the server reports no timings.
+            if first_at and not usage.prefill_ms:
+                usage.prefill_ms = (first_at - started) * 1000.0
+            if first_at and not usage.decode_ms:
+                usage.decode_ms = (time.perf_counter() - first_at) * 1000.0
+
+    def _parse(self, data: str) -> dict[str, Any]:
+        try:
+            chunk = json.loads(data)
+        except json.JSONDecodeError as exc:
+            raise LLMError(f"LLM server {self.url} sent a malformed event: {data[:120]!r}") from exc
+        if not isinstance(chunk, dict):
+            raise LLMError(f"LLM server {self.url} sent a malformed event: {data[:120]!r}")
+        if "error" in chunk:
+            raise LLMError(f"LLM server {self.url} reported an error: {chunk['error']}")
+        return chunk
+
+
+def _sse_data(raw: bytes) -> str | None:
+    line = raw.decode("utf-8", errors="replace").strip()
+    if not line.startswith("data:"):
+        return None  # blank separator, comment or another field
+    return line[len("data:") :].strip()
+
+
+def _delta_text(chunk: Mapping[str, Any]) -> str:
+    choices = chunk.get("choices") or []
+    if not choices:
+        return ""
+    delta = choices[0].get("delta") or {}
+    content = delta.get("content")
+    return content if isinstance(content, str) else ""
+
+
+def apply_stream_chunk(chunk: Mapping[str, Any], usage: LLMUsage) -> bool:
+    """Copy usage and timings into ``usage``; True when the chunk ends the reply."""
+    choices = chunk.get("choices") or []
+    finished = bool(choices and choices[0].get("finish_reason"))
+    if choices and _delta_text(chunk):
+        usage.generated_tokens += 1  # corrected below if the server reports a count
+    reported = chunk.get("usage")
+    if isinstance(reported, Mapping):
+        usage.prompt_tokens = int(reported.get("prompt_tokens") or usage.prompt_tokens)
+        usage.generated_tokens = int(reported.get("completion_tokens") or usage.generated_tokens)
+        details = reported.get("prompt_tokens_details")
+        if isinstance(details, Mapping) and details.get("cached_tokens") is not None:
+            usage.reused_tokens = int(details["cached_tokens"])
+    timings = chunk.get("timings")  # llama.cpp server
+    if isinstance(timings, Mapping):
+        if timings.get("cache_n") is not None:
+            usage.reused_tokens = int(timings["cache_n"])
+        if timings.get("prompt_n") is not None:
+            usage.evaluated_tokens = int(timings["prompt_n"])
+        usage.prefill_ms = float(timings.get("prompt_ms") or usage.prefill_ms)
+        usage.decode_ms = float(timings.get("predicted_ms") or usage.decode_ms)
+    if usage.prompt_tokens and not usage.evaluated_tokens:
+        usage.evaluated_tokens = max(0, usage.prompt_tokens - usage.reused_tokens)
+    return finished
