@@ -67,6 +67,11 @@ class Engines:
 
         for persona in self.personas.values():
             prompt = PromptAssembler("prewarm").assemble(persona, [], "Hello.")
+            prime = getattr(self.llm, "prime", None)
+            if prime is not None:  # the embedded engine: prefill the system message only
+                await prime(persona.id, prompt.messages[:1])
+                continue
+            # A remote server: one short request warms its prefix cache.
             request = LLMRequest(
                 persona.id,
                 prompt.messages,
