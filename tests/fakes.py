@@ -51,9 +51,12 @@ class FakeLLM:
     name = "fake-llm"
 
     def __init__(
-        self, reply: str = "Sure, here is a fairly long answer for you. It goes on."
+        self,
+        reply: str = "Sure, here is a fairly long answer for you. It goes on.",
+        first_token_delay_s: float = 0.0,
     ) -> None:
         self.reply = reply
+        self.first_token_delay_s = first_token_delay_s
         self.requests: list[LLMRequest] = []
         self.closed_early = 0
 
@@ -62,6 +65,7 @@ class FakeLLM:
 
     async def _gen(self, request: LLMRequest, usage: LLMUsage) -> AsyncIterator[str]:
         self.requests.append(request)
+        await asyncio.sleep(self.first_token_delay_s)
         words = self.reply.split(" ")
         finished = False
         try:

@@ -176,6 +176,10 @@ class ReplyRun:
             await self._send(encode_text(FrameType.LLM_CHUNK, text, FLAG_FILLER))
             await self._send_audio(audio, FLAG_FILLER)
 
+    def has_audio_ready(self) -> bool:
+        """Speculative synthesis already produced answer audio waiting to be sent."""
+        return not self._out.empty() or self.samples_sent > 0
+
     def playing_until(self) -> float:
         """Wall time (monotonic) at which the client will have played all audio sent."""
         if self.first_sent_wall is None:

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import re
+import statistics
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine
@@ -77,6 +78,11 @@ class CloseSession(Exception):
         self.code = code
 
 
+def _exactly(value: Any, expected: int) -> bool:
+    """JSON number equality without Python's coercions (True == 1, 16000.0 == 16000)."""
+    return type(value) is int and value == expected
+
+
 def normalize(text: str) -> str:
     """Case and punctuation do not change what the user asked."""
     return " ".join(re.sub(r"[^\w\s']", " ", text.lower()).split())
@@ -114,6 +120,7 @@ class Session:
         self._interim: asyncio.Task[None] | None = None
         self._last_interim = 0
         self._interrupting = False
+        self._recent_waits: list[float] = []  # commit -> first answer audio, per turn (ms)
         self._tasks: set[asyncio.Task[Any]] = set()
         self.closed = False
 
@@ -198,14 +205,14 @@ class Session:
         if self.ready:
             await self.send_error("bad_event", "hello was already received")
             return
-        if event.get("protocol") != PROTOCOL_VERSION:
+        if not _exactly(event.get("protocol"), PROTOCOL_VERSION):
             await self.send_error(
                 "bad_protocol",
                 f"this server speaks protocol {PROTOCOL_VERSION}, "
                 f"the client asked for {event.get('protocol')!r}",
             )
             raise CloseSession(1002, "protocol version")
-        if event.get("sample_rate") != INPUT_RATE:
+        if not _exactly(event.get("sample_rate"), INPUT_RATE):
             await self.send_error(
                 "bad_sample_rate",
                 f"input must be PCM16 mono at {INPUT_RATE} Hz, "
@@ -213,7 +220,10 @@ class Session:
             )
             raise CloseSession(1002, "sample rate")
         try:
-            self.persona = self.engines.persona(event.get("persona"))
+            persona = event.get("persona")
+            if persona is not None and not isinstance(persona, str):  # a list would not hash
+                raise ValueError(f"persona must be a string, got {persona!r}")
+            self.persona = self.engines.persona(persona)
             config_update = event.get("config") or {}
             if not isinstance(config_update, dict):
                 raise ValueError("config must be a JSON object")
@@ -488,14 +498,27 @@ class Session:
     def _wants_filler(self) -> bool:
         return self.config.fillers and bool(self.persona.fillers)
 
+    def _predicted_wait_ms(self, run: ReplyRun) -> float:
+        """How long until answer audio, judged from this session's recent turns."""
+        if run.has_audio_ready():
+            return 0.0
+        recent = self._recent_waits[-5:]
+        return statistics.median(recent) if recent else 0.0
+
     async def _filler(self, run: ReplyRun) -> None:
-        await asyncio.sleep(self.config.filler_after_ms / 1000)
+        """An acknowledgment when the answer will be slow: at once if recent turns say so,
+        else only once ``filler_after_ms`` has passed without answer audio."""
+        if self._predicted_wait_ms(run) < self.config.filler_after_ms:
+            await asyncio.sleep(self.config.filler_after_ms / 1000)
         text = self.persona.fillers[self.turns % len(self.persona.fillers)]
         audio = self.engines.fillers.get((self.persona.voice, text))
         if audio is not None:
             await run.send_filler(text, audio)
 
     async def _finish_turn(self, run: ReplyRun, metrics: TurnMetrics) -> None:
+        wait = metrics.durations().get("answer_after_commit")
+        if wait is not None:
+            self._recent_waits.append(wait)
         reply = run.heard if run.heard is not None else run.generated.strip()
         metrics.reply = reply
         metrics.error = run.error

@@ -207,3 +207,27 @@ async def test_typed_turns_use_the_same_machinery() -> None:
     await h.session.on_message(encode_event({"type": "user_text", "text": ""}))
     assert any(f.text.startswith("bad_event") for f in h.frames if f.type is FrameType.ERROR)
     await h.session.close()
+
+
+async def test_a_slow_answer_gets_a_filler_that_never_counts_as_the_answer() -> None:
+    from voxgate.protocol.frames import FLAG_FILLER
+
+    engines = fake_engines(
+        FakeSTT(lambda s: ""), FakeLLM("Paris.", first_token_delay_s=0.3),
+        FakeTTS(ms_per_char=20), fillers=("Mm-hmm.",),
+    )
+    await engines.warm()  # pre-synthesizes the filler audio
+    h = Harness(engines, SessionConfig(fillers=True, filler_after_ms=50))
+    await h.start()
+    await h.session.on_message(encode_event({"type": "user_text", "text": "Capital of France?"}))
+    for _ in range(100):
+        await asyncio.sleep(0.01)
+        if h.events("metrics"):
+            break
+    (metrics,) = h.events("metrics")
+    audio = [f for f in h.frames if f.type is FrameType.TTS_AUDIO]
+    assert audio[0].flags & FLAG_FILLER  # the acknowledgment came first...
+    assert any(not f.flags & FLAG_FILLER for f in audio)  # ...then the answer
+    assert metrics["filler"] == "Mm-hmm."
+    assert metrics["durations"]["voice_to_voice"] > metrics["durations"]["first_audio"]
+    await h.session.close()

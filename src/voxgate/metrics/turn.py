@@ -102,6 +102,7 @@ class TurnMetrics:
             "tts_first_byte": self._tts_first_byte(),
             "first_audio": self._between("speech_end", "first_audio_sent"),
             "voice_to_voice": self._between("speech_end", "first_answer_audio_sent"),
+            "answer_after_commit": self._between("committed", "first_answer_audio_sent"),
             "reply": self._between("first_answer_audio_sent", "reply_end"),
         }
 
