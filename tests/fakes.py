@@ -17,7 +17,7 @@ from voxgate.audio.wav import read_wav
 from voxgate.engines import Engines
 from voxgate.llm.base import LLMRequest, LLMUsage
 from voxgate.personas.persona import Persona, VoiceSpec
-from voxgate.scheduler import ComputeGate, Priority
+from voxgate.scheduler import ComputeGate, Priority, PriorityLike
 
 DATA = Path(__file__).resolve().parent / "data"
 
@@ -98,7 +98,7 @@ class FakeTTS:
     async def warm(self) -> None:
         return None
 
-    async def synthesize(self, text: str, voice: VoiceSpec, priority: Priority) -> Int16Array:
+    async def synthesize(self, text: str, voice: VoiceSpec, priority: PriorityLike) -> Int16Array:
         self.texts.append(text)
         await asyncio.sleep(0)
         return np.zeros(len(text) * self.sample_rate * self.ms_per_char // 1000, dtype=np.int16)
@@ -136,3 +136,14 @@ def speech(
 
 def silence(seconds: float) -> FloatArray:
     return np.zeros(int(seconds * 16000), dtype=np.float32)
+
+
+class FakeEngines(Engines):
+    """Engines with instant scripted STT/LLM/TTS fakes: isolates the session's message
+    handling (property tests, the fuzzer) from the models."""
+
+    def __init__(self) -> None:
+        persona = Persona(id="ada", name="Ada", instructions="You are Ada, brief and kind.")
+        super().__init__(gate=ComputeGate(), stt=FakeSTT(lambda seconds: "Hello there."),
+                         llm=FakeLLM("Hi. Nice to meet you."), tts=FakeTTS(ms_per_char=1),
+                         personas={"ada": persona}, default_persona="ada")

@@ -19,7 +19,7 @@ from voxgate.llm.base import LLMEngine, LLMRequest
 from voxgate.metrics.turn import SessionClock, TurnMetrics
 from voxgate.personas.persona import VoiceSpec
 from voxgate.protocol.frames import FLAG_FILLER, FrameType, encode, encode_text
-from voxgate.scheduler import Priority
+from voxgate.scheduler import Priority, PriorityRef
 from voxgate.tts.base import TTSEngine
 from voxgate.tts.chunker import TextChunker
 
@@ -67,6 +67,7 @@ class ReplyRun:
         self._audio_lock = asyncio.Lock()  # a filler and the answer never interleave
         self._text_backlog: list[str] = []  # deltas generated before the commit
         self._text_live = False
+        self._tts_priority = PriorityRef(Priority.SPECULATIVE)
         self._tasks = [
             asyncio.create_task(self._generate(), name="reply-llm"),
             asyncio.create_task(self._synthesize(), name="reply-tts"),
@@ -83,6 +84,8 @@ class ReplyRun:
 
     def commit(self) -> None:
         self.request.priority.value = Priority.LLM_LIVE
+        # Promote a synthesis already waiting for the CPU, not only the next one.
+        self._tts_priority.value = Priority.TTS_LIVE
         self._committed.set()
 
     async def _generate(self) -> None:
@@ -123,10 +126,9 @@ class ReplyRun:
 
     async def _synthesize(self) -> None:
         while (text := await self._chunks.get()) is not None:
-            priority = Priority.TTS_LIVE if self.committed else Priority.SPECULATIVE
             span = self.metrics.span("tts", self.clock.now_ms(), chars=len(text))
             try:
-                audio = await self.tts.synthesize(text, self.voice, priority)
+                audio = await self.tts.synthesize(text, self.voice, self._tts_priority)
             except Exception as exc:
                 self.error = f"tts_failed: {exc}"
                 break

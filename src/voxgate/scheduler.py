@@ -10,7 +10,6 @@ speculative work.
 
 from __future__ import annotations
 
-import heapq
 import itertools
 import threading
 from collections.abc import Iterator
@@ -30,23 +29,32 @@ class Priority(IntEnum):
 
 
 class ComputeGate:
-    """A priority lock shared by all engine threads of the process."""
+    """A priority lock shared by all engine threads of the process.
+
+    Waiters hold a ``PriorityRef`` or a plain priority; the best one is chosen
+    at each release from the *current* values, so a speculative request that
+    is promoted while it waits goes ahead at its new priority (no inversion).
+    """
 
     def __init__(self, slots: int = 1) -> None:
         self._cond = threading.Condition()
         self._free = slots
-        self._waiting: list[tuple[int, int]] = []
+        self._waiting: list[tuple[PriorityRef, int]] = []
         self._seq = itertools.count()
         self.grants = 0
 
+    def _best(self) -> tuple[PriorityRef, int]:
+        return min(self._waiting, key=lambda ticket: (int(ticket[0].value), ticket[1]))
+
     @contextmanager
-    def hold(self, priority: int) -> Iterator[None]:
-        ticket = (int(priority), next(self._seq))
+    def hold(self, priority: int | PriorityRef) -> Iterator[None]:
+        ref = priority if isinstance(priority, PriorityRef) else PriorityRef(Priority(priority))
+        ticket = (ref, next(self._seq))
         with self._cond:
-            heapq.heappush(self._waiting, ticket)
-            while self._free == 0 or self._waiting[0] != ticket:
+            self._waiting.append(ticket)
+            while self._free == 0 or self._best() is not ticket:
                 self._cond.wait()
-            heapq.heappop(self._waiting)
+            self._waiting.remove(ticket)
             self._free -= 1
             self.grants += 1
         try:
@@ -69,3 +77,7 @@ class PriorityRef:
 
     def __init__(self, value: Priority) -> None:
         self.value = value
+
+
+# What engines accept: a fixed priority, or a reference the session can promote.
+PriorityLike = Priority | PriorityRef

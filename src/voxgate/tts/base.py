@@ -6,7 +6,7 @@ from typing import Protocol
 
 from voxgate.audio.pcm import Int16Array
 from voxgate.personas.persona import VoiceSpec
-from voxgate.scheduler import Priority
+from voxgate.scheduler import PriorityLike
 
 
 class TTSError(RuntimeError):
@@ -19,7 +19,7 @@ class TTSEngine(Protocol):
 
     async def warm(self) -> None: ...
 
-    async def synthesize(self, text: str, voice: VoiceSpec, priority: Priority) -> Int16Array:
+    async def synthesize(self, text: str, voice: VoiceSpec, priority: PriorityLike) -> Int16Array:
         """PCM16 mono at ``sample_rate`` for one clause."""
         ...
 

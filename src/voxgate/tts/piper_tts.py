@@ -10,7 +10,7 @@ import numpy as np
 from voxgate.audio.pcm import Int16Array
 from voxgate.engine_thread import EngineThread
 from voxgate.personas.persona import VoiceSpec
-from voxgate.scheduler import ComputeGate, Priority
+from voxgate.scheduler import ComputeGate, Priority, PriorityLike
 from voxgate.tts.base import TTSError
 
 
@@ -45,7 +45,7 @@ class PiperTTS:
         self._gate = gate
         self._thread = EngineThread("tts")
 
-    def _run(self, text: str, voice: VoiceSpec, priority: Priority) -> Int16Array:
+    def _run(self, text: str, voice: VoiceSpec, priority: PriorityLike) -> Int16Array:
         from piper.config import SynthesisConfig
 
         # length_scale is duration: a faster speaking rate is a shorter scale.
@@ -58,7 +58,7 @@ class PiperTTS:
             return np.zeros(0, dtype=np.int16)
         return np.concatenate(parts).astype(np.int16)
 
-    async def synthesize(self, text: str, voice: VoiceSpec, priority: Priority) -> Int16Array:
+    async def synthesize(self, text: str, voice: VoiceSpec, priority: PriorityLike) -> Int16Array:
         try:
             return await self._thread.run(lambda: self._run(text, voice, priority))
         except Exception as exc:
