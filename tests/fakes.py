@@ -113,15 +113,17 @@ def fake_engines(
     tts: FakeTTS | None = None,
     fillers: tuple[str, ...] = (),
 ) -> Engines:
-    persona = Persona(
-        id="ada", name="Ada", instructions="You are Ada, brief and kind.", fillers=fillers
-    )
+    personas = {
+        pid: Persona(id=pid, name=pid.title(), instructions=f"You are {pid.title()}, brief.",
+                     fillers=fillers)
+        for pid in ("ada", "max", "pip")
+    }
     return Engines(
         gate=ComputeGate(),
         stt=stt,
         llm=llm or FakeLLM(),
         tts=tts or FakeTTS(),
-        personas={"ada": persona},
+        personas=personas,
         default_persona="ada",
     )
 

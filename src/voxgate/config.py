@@ -60,5 +60,7 @@ def config_for(
             values["endpoint_min_ms"] = persona.endpoint_min_ms
         if persona.endpoint_max_ms is not None:
             values["endpoint_max_ms"] = persona.endpoint_max_ms
+        if persona.interrupt_min_ms is not None:
+            values["interrupt_min_ms"] = persona.interrupt_min_ms
     values.update(update or {})
     return SessionConfig(**values)

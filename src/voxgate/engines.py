@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,10 +13,12 @@ from voxgate.audio.pcm import Int16Array
 from voxgate.llm.base import LLMEngine
 from voxgate.metrics.prometheus import Registry
 from voxgate.metrics.trace import JsonlTrace
+from voxgate.personas.memory import MemoryStore
 from voxgate.personas.persona import Persona, VoiceSpec, load_personas
 from voxgate.scheduler import ComputeGate, Priority
 from voxgate.stt.base import STTEngine
 from voxgate.tts.base import TTSEngine
+from voxgate.tts.router import build_tts, voice_problem
 
 log = logging.getLogger("voxgate.engines")
 
@@ -31,6 +34,7 @@ class Engines:
     trace: JsonlTrace = field(default_factory=lambda: JsonlTrace(None))
     registry: Registry = field(default_factory=Registry)
     fillers: dict[tuple[VoiceSpec, str], Int16Array] = field(default_factory=dict)
+    memory: MemoryStore | None = None
 
     def persona(self, persona_id: str | None) -> Persona:
         key = persona_id or self.default_persona
@@ -51,6 +55,8 @@ class Engines:
             log.info("warmed %s in %.0f ms", name, (time.perf_counter() - started) * 1000)
         await self.prewarm_personas()
         for persona in self.personas.values():
+            if voice_problem(self.tts, persona.voice):
+                continue  # an optional voice engine is missing: that persona is refused later
             for text in persona.fillers:
                 key = (persona.voice, text)
                 if key not in self.fillers:
@@ -83,6 +89,15 @@ class Engines:
 
     async def close(self) -> None:
         await asyncio.gather(self.stt.close(), self.llm.close(), self.tts.close())
+        if self.memory is not None:
+            self.memory.close()
+
+
+def default_memory_path() -> Path:
+    base = os.environ.get("VOXGATE_DATA") or os.path.join(
+        os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share"), "voxgate"
+    )
+    return Path(base) / "memory.sqlite3"
 
 
 def load_default_engines(
@@ -92,10 +107,11 @@ def load_default_engines(
     llm_url: str | None = None,
     llm_model: str | None = None,
     trace_path: Path | None = None,
+    memory_path: Path | None = None,
 ) -> Engines:
-    """The offline default stack: faster-whisper tiny.en, llama.cpp Qwen 0.5B, Piper joe."""
+    """The offline default stack: faster-whisper tiny.en, llama.cpp Qwen 0.5B, Piper joe
+    (plus Kokoro when a persona asks for it and it is installed)."""
     from voxgate.stt.whisper import WhisperSTT
-    from voxgate.tts.piper_tts import PiperTTS
 
     gate = ComputeGate()
     llm: LLMEngine
@@ -116,8 +132,9 @@ def load_default_engines(
         gate=gate,
         stt=WhisperSTT(gate),
         llm=llm,
-        tts=PiperTTS(gate),
+        tts=build_tts(gate, personas.values()),
         personas=personas,
         default_persona=default_persona,
         trace=JsonlTrace(trace_path),
+        memory=MemoryStore(memory_path or default_memory_path()),
     )

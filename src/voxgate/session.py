@@ -33,7 +33,9 @@ from voxgate.config import SessionConfig, config_for
 from voxgate.engines import Engines
 from voxgate.llm.base import ChatMessage, LLMRequest, LLMUsage
 from voxgate.metrics.turn import SessionClock, TurnMetrics
+from voxgate.personas.memory import DEFAULT_USER
 from voxgate.personas.persona import Persona
+from voxgate.personas.room import choose_speaker, exchange_messages, overheard
 from voxgate.prompt.assembler import PromptAssembler
 from voxgate.protocol.frames import (
     FLAG_FINAL,
@@ -48,6 +50,7 @@ from voxgate.protocol.frames import (
 from voxgate.reply import ReplyRun
 from voxgate.scheduler import Priority, PriorityRef
 from voxgate.stt.base import STTError
+from voxgate.tts.router import voice_problem
 from voxgate.turns.endpointing import (
     EndpointConfig,
     Endpointer,
@@ -65,6 +68,8 @@ INPUT_RATE = VAD_RATE
 # sure, and Whisper wants the onset of the first word.
 PREROLL_MS = 300
 LLM_STAMPS = ("llm_start", "llm_first_token", "first_tts_audio")
+MAX_ROOM = 6  # personas in one conversation
+MAX_USER_ID = 64
 MAX_USER_TEXT = 2000  # a typed turn; longer input is a paste, not a conversational turn
 
 Send = Callable[[bytes], Awaitable[None]]
@@ -105,7 +110,12 @@ class Session:
         self.config = base_config
         self.ready = False
         self.clock = SessionClock(INPUT_RATE)
-        self.history: list[ChatMessage] = []
+        self.room: list[Persona] = [self.persona]  # several personas: a room
+        self.histories: dict[str, list[ChatMessage]] = {}  # what each persona has heard
+        self.user = DEFAULT_USER
+        self._summaries: dict[str, str] = {}  # long-term memory, read once per session
+        self._last_speaker: str | None = None
+        self._turn_id: int | None = None  # the memory store's row of the last turn
         self.assembler = PromptAssembler(self.id)
         self.turns = 0
         self._vad: SileroStreamVad | None = None
@@ -116,13 +126,17 @@ class Session:
         self._final: FinalDecode | None = None
         self._spec: ReplyRun | None = None
         self._reply: ReplyRun | None = None
-        self._reply_history_index: int | None = None
         self._interim: asyncio.Task[None] | None = None
         self._last_interim = 0
         self._interrupting = False
         self._recent_waits: list[float] = []  # commit -> first answer audio, per turn (ms)
         self._tasks: set[asyncio.Task[Any]] = set()
         self.closed = False
+
+    @property
+    def history(self) -> list[ChatMessage]:
+        """The conversation as the session's main persona heard it."""
+        return self.histories.setdefault(self.persona.id, [])
 
     # -- transport side --------------------------------------------------
 
@@ -223,7 +237,20 @@ class Session:
             persona = event.get("persona")
             if persona is not None and not isinstance(persona, str):  # a list would not hash
                 raise ValueError(f"persona must be a string, got {persona!r}")
-            self.persona = self.engines.persona(persona)
+            self.room = self._room_from(event.get("room"))
+            self.persona = self.engines.persona(persona) if persona else self.room[0]
+            if self.persona not in self.room:
+                self.room.insert(0, self.persona)
+            for member in self.room:
+                if problem := voice_problem(self.engines.tts, member.voice):
+                    raise ValueError(f"persona {member.id!r} cannot speak: {problem}")
+            user = event.get("user", DEFAULT_USER)
+            if not isinstance(user, str) or not 0 < len(user) <= MAX_USER_ID:
+                raise ValueError(f"user must be a string of 1 to {MAX_USER_ID} characters")
+            self.user = user
+            if self.engines.memory is not None:
+                for member in self.room:
+                    self._summaries[member.id] = self.engines.memory.summary(member.id, user)
             config_update = event.get("config") or {}
             if not isinstance(config_update, dict):
                 raise ValueError("config must be a JSON object")
@@ -243,11 +270,24 @@ class Session:
                 "output_sample_rate": self.engines.tts.sample_rate,
                 "persona": self.persona.id,
                 "persona_name": self.persona.name,
+                "room": [{"id": p.id, "name": p.name} for p in self.room],
                 "max_frame_bytes": 1 << 20,
                 "config": self.config.model_dump(),
             }
         )
         await self.send(encode(FrameType.READY))
+
+    def _room_from(self, value: Any) -> list[Persona]:
+        if value is None:
+            return [self.engines.persona(None)]
+        if (
+            not isinstance(value, list)
+            or not 1 <= len(value) <= MAX_ROOM
+            or not all(isinstance(v, str) for v in value)
+            or len(set(value)) != len(value)
+        ):
+            raise ValueError(f"room must be a list of 1 to {MAX_ROOM} distinct persona ids")
+        return [self.engines.persona(v) for v in value]
 
     def _apply_endpointing(self) -> None:
         self._endpointer.config = EndpointConfig(
@@ -387,20 +427,36 @@ class Session:
 
     # -- replies ----------------------------------------------------------
 
+    def _speaker_for(self, text: str) -> Persona:
+        """Who answers: in a room, the one addressed by name, else the room's policy."""
+        if len(self.room) == 1:
+            return self.persona
+        floor = choose_speaker(text, self.room, self._last_speaker)
+        return self.engines.persona(floor.persona_id)
+
     def _new_run(self, text: str, metrics: TurnMetrics, priority: Priority) -> ReplyRun:
-        prompt = self.assembler.assemble(self.persona, self.history, text)
+        speaker = self._speaker_for(text)
+        names = [p.name for p in self.room] if len(self.room) > 1 else []
+        prompt = self.assembler.assemble(
+            speaker,
+            self.histories.setdefault(speaker.id, []),
+            text,
+            memory_summary=self._summaries.get(speaker.id, ""),
+            speaker_names=names,
+        )
         request = LLMRequest(
-            self.persona.id,
+            speaker.id,
             prompt.messages,
-            max_tokens=self.persona.max_reply_tokens,
+            max_tokens=speaker.max_reply_tokens,
             priority=PriorityRef(priority),
         )
         metrics.llm = LLMUsage()
+        metrics.persona = speaker.id
         return ReplyRun(
             llm=self.engines.llm,
             tts=self.engines.tts,
             request=request,
-            voice=self.persona.voice,
+            voice=speaker.voice,
             metrics=metrics,
             clock=self.clock,
             send=self.send,
@@ -449,7 +505,7 @@ class Session:
         metrics.stamp("committed", self.clock.sample_ms(event.sample))
         try:
             text = await final.task
-        except STTError as exc:
+        except Exception as exc:  # STTError, or any engine that breaks that contract
             self._drop_speculation(metrics)
             await self.send_error("stt_failed", str(exc) or "decode cancelled")
             return
@@ -479,7 +535,8 @@ class Session:
         await self.send_event({"type": "turn_start", "turn": metrics.turn, "text": text})
         run = self._spec
         self._spec = None
-        if run is not None and normalize(run.answering) == normalize(text):
+        same_speaker = run is not None and run.request.persona_id == self._speaker_for(text).id
+        if run is not None and same_speaker and normalize(run.answering) == normalize(text):
             metrics.speculative = "hit"
         else:
             if run is not None:
@@ -496,7 +553,7 @@ class Session:
         await self._finish_turn(run, metrics)
 
     def _wants_filler(self) -> bool:
-        return self.config.fillers and bool(self.persona.fillers)
+        return self.config.fillers and any(p.fillers for p in self.room)
 
     def _predicted_wait_ms(self, run: ReplyRun) -> float:
         """How long until answer audio, judged from this session's recent turns."""
@@ -510,8 +567,11 @@ class Session:
         else only once ``filler_after_ms`` has passed without answer audio."""
         if self._predicted_wait_ms(run) < self.config.filler_after_ms:
             await asyncio.sleep(self.config.filler_after_ms / 1000)
-        text = self.persona.fillers[self.turns % len(self.persona.fillers)]
-        audio = self.engines.fillers.get((self.persona.voice, text))
+        speaker = self.engines.persona(run.request.persona_id)
+        if not speaker.fillers:
+            return
+        text = speaker.fillers[self.turns % len(speaker.fillers)]
+        audio = self.engines.fillers.get((speaker.voice, text))
         if audio is not None:
             await run.send_filler(text, audio)
 
@@ -522,9 +582,16 @@ class Session:
         reply = run.heard if run.heard is not None else run.generated.strip()
         metrics.reply = reply
         metrics.error = run.error
-        self.history.append(ChatMessage("user", metrics.transcript))
-        self.history.append(ChatMessage("assistant", reply))
-        self._reply_history_index = len(self.history) - 1
+        speaker = run.request.persona_id
+        for persona_id, messages in exchange_messages(
+            self.room, speaker, metrics.transcript, reply
+        ).items():
+            self.histories.setdefault(persona_id, []).extend(messages)
+        self._last_speaker = speaker
+        if self.engines.memory is not None:
+            self._turn_id = self.engines.memory.record_turn(
+                self.id, speaker, metrics.transcript, reply, user=self.user
+            )
         run.logged = True
         self.engines.trace.write(metrics.record(self.id))
         self._observe(metrics)
@@ -580,9 +647,9 @@ class Session:
             run.heard = heard
             run.metrics.interrupted = True
             await run.cancel()
-            if run.logged and self._reply_history_index is not None:
+            if run.logged:
                 # The turn was already finished and logged: correct what it said.
-                self.history[self._reply_history_index] = ChatMessage("assistant", heard)
+                self._correct_last_reply(run.request.persona_id, heard)
             await self.send_event(
                 {
                     "type": "interrupted",
@@ -593,6 +660,18 @@ class Session:
             )
         finally:
             self._interrupting = False
+
+    def _correct_last_reply(self, speaker_id: str, heard: str) -> None:
+        speaker = self.engines.persona(speaker_id)
+        for persona_id, history in self.histories.items():
+            if not history:
+                continue
+            if persona_id == speaker_id and history[-1].role == "assistant":
+                history[-1] = ChatMessage("assistant", heard)
+            elif history[-1].content.startswith(f"{speaker.name}: "):
+                history[-1] = overheard(speaker.name, heard)
+        if self.engines.memory is not None and self._turn_id is not None:
+            self.engines.memory.correct_reply(self._turn_id, heard)
 
     # -- teardown ---------------------------------------------------------
 

@@ -231,3 +231,33 @@ async def test_a_slow_answer_gets_a_filler_that_never_counts_as_the_answer() -> 
     assert metrics["filler"] == "Mm-hmm."
     assert metrics["durations"]["voice_to_voice"] > metrics["durations"]["first_audio"]
     await h.session.close()
+
+
+async def test_a_room_answers_by_name_and_everyone_hears_everything() -> None:
+    llm = FakeLLM("Happy to help.")
+    h = Harness(fake_engines(FakeSTT(lambda s: ""), llm, FakeTTS(ms_per_char=0)))
+    await h.start({"endpoint_min_ms": 200})
+    h.session.room = [h.session.engines.persona(p) for p in ("ada", "max", "pip")]
+
+    async def say(text: str) -> dict[str, Any]:
+        before = len(h.events("metrics"))
+        await h.session.on_message(encode_event({"type": "user_text", "text": text}))
+        for _ in range(50):
+            await h.settle()
+            if len(h.events("metrics")) > before:
+                break
+        return h.events("metrics")[-1]
+
+    assert (await say("Hey Max, how are you?"))["persona"] == "max"
+    assert (await say("And what do you think?"))["persona"] == "max"  # keeps the floor
+    assert (await say("Pip, your turn."))["persona"] == "pip"
+    assert [r.persona_id for r in llm.requests] == ["max", "max", "pip"]
+    histories = h.session.histories
+    # Ada never spoke but heard every exchange, with the speaker's name.
+    assert [m.content for m in histories["ada"]][:2] == ["Hey Max, how are you?",
+                                                         "Max: Happy to help."]
+    assert histories["max"][1].role == "assistant"
+    # Pip's prompt held everything said before Pip was addressed.
+    pip_prompt = [m.content for m in llm.requests[2].messages]
+    assert "Max: Happy to help." in pip_prompt
+    await h.session.close()

@@ -23,7 +23,9 @@ PERSONA_ID = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 
 _TOP_KEYS = frozenset({"name", "instructions", "description", "aliases", "facts", "fillers",
                        "max_reply_tokens", "voice", "turns"})
-_VOICE_KEYS = frozenset({"engine", "name", "rate"})
+# Beyond about ±40 % the resampled voice turns cartoonish.
+MIN_PITCH, MAX_PITCH = 0.6, 1.6
+_VOICE_KEYS = frozenset({"engine", "name", "rate", "pitch"})
 _TURN_KEYS = frozenset({"endpoint_min_ms", "endpoint_max_ms", "interrupt_min_ms"})
 
 
@@ -32,13 +34,17 @@ class VoiceSpec:
     engine: str = "piper"  # "piper" | "kokoro"
     name: str = "en_US-joe-medium"  # piper voice, or kokoro style (or "a:0.5,b:0.5" blend)
     rate: float = 1.0  # speaking rate multiplier (>1 is faster)
+    # Pitch multiplier (>1 is higher), applied to Piper by resampling: one bundled
+    # Piper voice becomes several distinct, still real-time voices.
+    pitch: float = 1.0
 
     def blend(self) -> tuple[tuple[str, float], ...]:
         """The style names and their weights (summing to 1) for a Kokoro voice."""
         return parse_blend(self.name)
 
     def label(self) -> str:
-        return f"{self.engine}:{self.name} x{self.rate:g}"
+        pitch = f" pitch {self.pitch:g}" if self.pitch != 1.0 else ""
+        return f"{self.engine}:{self.name} x{self.rate:g}{pitch}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,9 +142,14 @@ def _voice(table: dict[str, Any]) -> VoiceSpec:
         raise PersonaError("voice.rate must be a number")
     if not MIN_RATE <= float(rate) <= MAX_RATE:
         raise PersonaError(f"voice.rate {rate} is outside [{MIN_RATE}, {MAX_RATE}]")
+    pitch = table.get("pitch", 1.0)
+    if isinstance(pitch, bool) or not isinstance(pitch, int | float):
+        raise PersonaError("voice.pitch must be a number")
+    if not MIN_PITCH <= float(pitch) <= MAX_PITCH:
+        raise PersonaError(f"voice.pitch {pitch} is outside [{MIN_PITCH}, {MAX_PITCH}]")
     if engine == "kokoro":
         parse_blend(name)  # syntax only: which styles exist is the engine's to say
-    return VoiceSpec(engine=engine, name=name, rate=float(rate))
+    return VoiceSpec(engine=engine, name=name, rate=float(rate), pitch=float(pitch))
 
 
 def _build(persona_id: str, data: dict[str, Any]) -> Persona:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from voxgate.audio.pcm import Int16Array
+from voxgate.audio.pcm import Int16Array, resample
 from voxgate.engine_thread import EngineThread
 from voxgate.personas.persona import VoiceSpec
 from voxgate.scheduler import ComputeGate, Priority, PriorityLike
@@ -48,15 +48,22 @@ class PiperTTS:
     def _run(self, text: str, voice: VoiceSpec, priority: PriorityLike) -> Int16Array:
         from piper.config import SynthesisConfig
 
-        # length_scale is duration: a faster speaking rate is a shorter scale.
-        syn = SynthesisConfig(length_scale=1.0 / max(voice.rate, 0.1))
+        # length_scale is duration: a faster speaking rate is a shorter scale. A pitch
+        # shift p is made by speaking p times slower and resampling by 1/p: the pitch
+        # rises by p and the duration comes back to the requested rate.
+        syn = SynthesisConfig(length_scale=voice.pitch / max(voice.rate, 0.1))
         parts: list[Int16Array] = []
         with self._gate.hold(priority):
             for chunk in self._voice.synthesize(text, syn_config=syn):
                 parts.append(chunk.audio_int16_array)
-        if not parts:
-            return np.zeros(0, dtype=np.int16)
-        return np.concatenate(parts).astype(np.int16)
+            if not parts:
+                return np.zeros(0, dtype=np.int16)
+            audio = np.concatenate(parts).astype(np.int16)
+            if voice.pitch != 1.0:
+                shifted = resample(audio.astype(np.float32) / 32768.0, self.sample_rate,
+                                   round(self.sample_rate / voice.pitch))
+                audio = (np.clip(shifted, -1.0, 1.0) * 32767.0).astype(np.int16)
+        return audio
 
     async def synthesize(self, text: str, voice: VoiceSpec, priority: PriorityLike) -> Int16Array:
         try:
