@@ -62,7 +62,10 @@ def running_server(*extra: str, token: str | None = "test-token") -> Iterator[Se
     args += ["--token", token] if token else ["--no-token"]
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            args, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+            args,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", "VOXGATE_DATA": str(workdir)},
         )
     server = ServerProcess(process, port, token, log_path, trace_path)
     try:

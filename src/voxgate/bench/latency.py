@@ -17,6 +17,7 @@ import asyncio
 import json
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -188,7 +189,9 @@ async def run_mode(
 async def bench(args: argparse.Namespace) -> list[TurnRow]:
     trace = Path(args.trace or f"runs/bench-latency-{time.strftime('%Y%m%d-%H%M%S')}.jsonl")
     print("[bench] loading and warming models...", flush=True)
-    engines = load_default_engines(trace_path=trace)
+    # A fresh memory store: what earlier runs taught the personas must not change the prompts.
+    memory = Path(tempfile.mkdtemp(prefix="voxgate-bench-")) / "memory.sqlite3"
+    engines = load_default_engines(trace_path=trace, memory_path=memory)
     await engines.warm()
     conversation = build_conversation(
         Path(args.speech_dir) if args.speech_dir else None, args.turns
