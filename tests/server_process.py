@@ -44,9 +44,12 @@ class ServerProcess:
 
 
 @contextmanager
-def running_server(*extra: str, token: str | None = "test-token") -> Iterator[ServerProcess]:
+def running_server(
+    *extra: str, token: str | None = "test-token", workdir: Path | None = None
+) -> Iterator[ServerProcess]:
+    """``workdir`` holds the log, the trace and the memory store (default: a new temp dir)."""
     port = free_port()
-    workdir = Path(tempfile.mkdtemp(prefix="voxgate-test-"))
+    workdir = workdir or Path(tempfile.mkdtemp(prefix="voxgate-test-"))
     log_path, trace_path = workdir / "server.log", workdir / "trace.jsonl"
     args = [
         sys.executable,
@@ -82,7 +85,8 @@ def running_server(*extra: str, token: str | None = "test-token") -> Iterator[Se
                 time.sleep(0.5)
         yield server
     finally:
-        process.terminate()
+        if process.poll() is None:
+            process.terminate()
         try:
             process.wait(timeout=20)
         except subprocess.TimeoutExpired:
