@@ -22,6 +22,17 @@ def _lazy(target: str) -> Callable[[argparse.Namespace], int]:
     return run
 
 
+def _counts(text: str) -> list[int]:
+    """"2,4,8" -> [2, 4, 8]; parsed here so that --help stays free of heavy imports."""
+    try:
+        counts = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        counts = []
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive counts like 2,4,8, got {text!r}")
+    return counts
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="voxgate", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -76,6 +87,40 @@ def build_parser() -> argparse.ArgumentParser:
         "--speech-dir", default=None, help="folder with beckett.wav and clone-test.wav"
     )
     latency.set_defaults(func=_lazy("voxgate.bench.latency:cli_latency"))
+    soak = bench_sub.add_parser(
+        "soak", help="K concurrent sessions of real speech for T minutes: errors, p95, RSS growth"
+    )
+    soak.add_argument("--sessions", type=int, default=2, help="concurrent sessions (K)")
+    soak.add_argument("--minutes", type=float, default=2.0, help="duration (T), at most 120")
+    soak.add_argument(
+        "--find-max",
+        action="store_true",
+        help="try K = 1, 2, ... until real time fails (p95 voice-to-voice > 3 s or a failed turn)",
+    )
+    soak.add_argument("--max-sessions", type=int, default=8, help="upper bound of --find-max")
+    soak.add_argument("--warmup", type=float, default=30.0, help="seconds before RSS baseline")
+    soak.add_argument("--sample-every", type=float, default=5.0, help="RSS sampling period (s)")
+    soak.add_argument("--json", default=None, help="write the raw results")
+    soak.add_argument("--trace", default=None, help="JSONL trace of the server side")
+    soak.add_argument(
+        "--speech-dir", default=None, help="folder with beckett.wav and clone-test.wav"
+    )
+    soak.set_defaults(func=_lazy("voxgate.bench.soak:cli_soak"))
+    stress = bench_sub.add_parser("stress", help="N concurrent personas x M turns: substrate "
+                                  "cost (fixtures), prefix reuse, switch TTFT, memory (real)")
+    stress.add_argument("--personas", type=_counts, default=[2, 4, 8, 12],
+                        help="persona counts N for the fixture phase (default 2,4,8,12)")
+    stress.add_argument("--turns", type=int, default=4, help="turns M per persona (default 4)")
+    stress.add_argument("--real", action=argparse.BooleanOptionalAction, default=True,
+                        help="also run the real model phase (default on)")
+    stress.add_argument("--real-personas", type=_counts, default=[2, 4, 6],
+                        help="persona counts for the real model phase (default 2,4,6)")
+    stress.add_argument("--real-turns", type=int, default=None,
+                        help="turns per persona on the real model (default: --turns)")
+    stress.add_argument("--lockstep", action="store_true",
+                        help="fixture sessions start together and stay in step (worst case)")
+    stress.add_argument("--json", default=None, help="write the raw per-turn results")
+    stress.set_defaults(func=_lazy("voxgate.bench.stress:cli_stress"))
 
     models = sub.add_parser("models", help="assemble and check the default offline models")
     models.add_argument("action", choices=["assemble", "check", "path"])
