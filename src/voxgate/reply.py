@@ -96,7 +96,8 @@ class ReplyRun:
             # aclosing: a cancelled reply closes the stream at once, which stops the engine.
             async with contextlib.aclosing(stream):  # type: ignore[type-var]
                 async for delta in stream:
-                    self.metrics.stamp("llm_first_token", self.clock.now_ms())
+                    if not self.generated:
+                        self.metrics.stamp("llm_first_token", self.clock.now_ms())
                     self.generated += delta
                     await self._emit_text(delta)
                     for chunk in self._chunker.feed(delta):

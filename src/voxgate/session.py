@@ -258,7 +258,8 @@ class Session:
         except (KeyError, ValueError) as exc:
             await self.send_error("bad_event", str(exc))
             raise CloseSession(1008, "bad hello") from exc
-        self._vad = SileroStreamVad()
+        # Loading the VAD takes ~100 ms: off the event loop, so other sessions keep flowing.
+        self._vad = await asyncio.to_thread(SileroStreamVad)
         self._apply_endpointing()
         self.ready = True
         await self.send_event(
@@ -593,9 +594,10 @@ class Session:
                 self.id, speaker, metrics.transcript, reply, user=self.user
             )
         run.logged = True
-        self.engines.trace.write(metrics.record(self.id))
+        event = metrics.event()
+        self.engines.trace.write(metrics.record(self.id, event))
         self._observe(metrics)
-        await self.send_event(metrics.event())
+        await self.send_event(event)
         await self.send(encode(FrameType.DONE))
 
     def _observe(self, metrics: TurnMetrics) -> None:

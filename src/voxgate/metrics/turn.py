@@ -137,9 +137,9 @@ class TurnMetrics:
             "error": self.error,
         }
 
-    def record(self, session_id: str) -> dict[str, Any]:
-        """The JSONL trace record: the event plus every span."""
-        record = self.event()
+    def record(self, session_id: str, event: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The JSONL trace record: the event (built here unless given) plus every span."""
+        record = dict(event if event is not None else self.event())
         record["type"] = "turn"
         record["session"] = session_id
         record["spans"] = [asdict(s) for s in self.spans]
