@@ -14,6 +14,8 @@ from voxgate.llm.base import LLMEngine
 from voxgate.metrics.prometheus import Registry
 from voxgate.metrics.trace import JsonlTrace
 from voxgate.personas.memory import MemoryStore
+from voxgate.prompt.assembler import AssembledPrompt
+from voxgate.prompt.cache import CompositionCache
 from voxgate.personas.persona import Persona, VoiceSpec, load_personas
 from voxgate.scheduler import ComputeGate, Priority
 from voxgate.stt.base import STTEngine
@@ -35,6 +37,8 @@ class Engines:
     registry: Registry = field(default_factory=Registry)
     fillers: dict[tuple[VoiceSpec, str], Int16Array] = field(default_factory=dict)
     memory: MemoryStore | None = None
+    # One cache for the process: keys carry the conversation id, and /metrics reports it.
+    prompt_cache: CompositionCache[AssembledPrompt] = field(default_factory=CompositionCache)
 
     def persona(self, persona_id: str | None) -> Persona:
         key = persona_id or self.default_persona

@@ -116,7 +116,7 @@ class Session:
         self._summaries: dict[str, str] = {}  # long-term memory, read once per session
         self._last_speaker: str | None = None
         self._turn_id: int | None = None  # the memory store's row of the last turn
-        self.assembler = PromptAssembler(self.id)
+        self.assembler = PromptAssembler(self.id, cache=engines.prompt_cache)
         self.turns = 0
         self._vad: SileroStreamVad | None = None
         self._endpointer = Endpointer(EndpointConfig())
