@@ -8,15 +8,21 @@ _SENTENCE_END = re.compile(r"[.!?…]+[\"')\]]*(?=\s)")
 _CLAUSE_END = re.compile(r"(?:[,;:]|\s[-–—])(?=\s)")
 # A clause shorter than this sounds clipped and gains little time: keep going.
 MIN_CLAUSE_WORDS = 4
+# ...except the first one: "Sure," or "Well," is a natural pause, and speaking it
+# while the rest is generated is the cheapest latency there is.
+FIRST_CLAUSE_MIN_WORDS = 1
 
 
 class TextChunker:
     """Feed text deltas, get speakable chunks; ``flush`` returns the rest."""
 
-    def __init__(self, clauses: bool = True, min_clause_words: int = MIN_CLAUSE_WORDS) -> None:
+    def __init__(self, clauses: bool = True, min_clause_words: int = MIN_CLAUSE_WORDS,
+                 first_clause_min_words: int = FIRST_CLAUSE_MIN_WORDS) -> None:
         self.clauses = clauses
         self.min_clause_words = min_clause_words
+        self.first_clause_min_words = first_clause_min_words
         self._buffer = ""
+        self._emitted = 0
 
     def feed(self, delta: str) -> list[str]:
         self._buffer += delta
@@ -28,15 +34,17 @@ class TextChunker:
             chunk, self._buffer = self._buffer[:cut].strip(), self._buffer[cut:]
             if chunk:
                 chunks.append(chunk)
+                self._emitted += 1
 
     def _next_cut(self) -> int | None:
         sentence = _SENTENCE_END.search(self._buffer)
         best = sentence.end() if sentence else None
         if self.clauses:
+            minimum = self.first_clause_min_words if self._emitted == 0 else self.min_clause_words
             for match in _CLAUSE_END.finditer(self._buffer):
                 if best is not None and match.end() >= best:
                     break
-                if len(self._buffer[: match.end()].split()) >= self.min_clause_words:
+                if len(self._buffer[: match.end()].split()) >= minimum:
                     best = match.end()
                     break
         return best
