@@ -146,6 +146,11 @@ class FakeEngines(Engines):
 
     def __init__(self) -> None:
         persona = Persona(id="ada", name="Ada", instructions="You are Ada, brief and kind.")
-        super().__init__(gate=ComputeGate(), stt=FakeSTT(lambda seconds: "Hello there."),
-                         llm=FakeLLM("Hi. Nice to meet you."), tts=FakeTTS(ms_per_char=1),
-                         personas={"ada": persona}, default_persona="ada")
+        super().__init__(
+            gate=ComputeGate(),
+            stt=FakeSTT(lambda seconds: "Hello there."),
+            llm=FakeLLM("Hi. Nice to meet you."),
+            tts=FakeTTS(ms_per_char=1),
+            personas={"ada": persona},
+            default_persona="ada",
+        )

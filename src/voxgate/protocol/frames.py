@@ -128,8 +128,9 @@ def decode(data: bytes, max_bytes: int = MAX_FRAME_BYTES) -> Frame:
     if frame_type in EMPTY_TYPES and payload:
         raise ProtocolError("unexpected_payload", f"{frame_type.name} carries no payload")
     if frame_type is FrameType.EVENT and len(payload) > MAX_EVENT_BYTES:
-        raise ProtocolError("oversized", f"EVENT payload of {len(payload)} bytes exceeds "
-                            f"{MAX_EVENT_BYTES}")
+        raise ProtocolError(
+            "oversized", f"EVENT payload of {len(payload)} bytes exceeds {MAX_EVENT_BYTES}"
+        )
     if frame_type in TEXT_TYPES or frame_type is FrameType.EVENT:
         try:
             payload.decode("utf-8")
@@ -139,13 +140,13 @@ def decode(data: bytes, max_bytes: int = MAX_FRAME_BYTES) -> Frame:
         try:
             value = json.loads(payload)
         except RecursionError:
-            raise ProtocolError("too_deep", f"EVENT JSON nests deeper than {MAX_JSON_DEPTH} "
-                                "levels") from None
+            raise ProtocolError(
+                "too_deep", f"EVENT JSON nests deeper than {MAX_JSON_DEPTH} levels"
+            ) from None
         except ValueError:
             raise ProtocolError("bad_json", "EVENT payload is not valid JSON") from None
         if not isinstance(value, dict):
             raise ProtocolError("bad_json", "EVENT payload must be a JSON object")
         if json_depth(value) > MAX_JSON_DEPTH:
-            raise ProtocolError("too_deep", f"EVENT JSON nests deeper than {MAX_JSON_DEPTH} "
-                                "levels")
+            raise ProtocolError("too_deep", f"EVENT JSON nests deeper than {MAX_JSON_DEPTH} levels")
     return Frame(frame_type, flags, payload)

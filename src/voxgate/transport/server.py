@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from voxgate.config import SessionConfig, sequential_config
 from voxgate.engines import Engines, load_default_engines
@@ -55,6 +55,9 @@ SETTINGS: web.AppKey[GatewaySettings] = web.AppKey("settings", GatewaySettings)
 @dataclass
 class LiveSessions:
     sessions: set[Session] = field(default_factory=set)
+    # Their sockets, so that shutdown can close them: an open WebSocket otherwise holds
+    # runner.cleanup() for aiohttp's whole shutdown timeout.
+    sockets: set[web.WebSocketResponse] = field(default_factory=set)
 
     def __len__(self) -> int:
         return len(self.sessions)
@@ -109,7 +112,14 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    registry = request.app[ENGINES].registry
+    engines = request.app[ENGINES]
+    registry = engines.registry
+    cache = engines.prompt_cache
+    registry.set("voxgate_prompt_cache_hits", cache.hits, help_text="Composition cache hits")
+    registry.set("voxgate_prompt_cache_misses", cache.misses, help_text="Composition cache misses")
+    lookups = cache.hits + cache.misses
+    registry.set("voxgate_prompt_cache_hit_ratio", cache.hits / lookups if lookups else 0.0,
+                 help_text="Composition cache hit ratio")
     registry.set(
         "voxgate_sessions_active", len(request.app[SESSIONS]), help_text="Open voice sessions"
     )
@@ -133,6 +143,7 @@ async def voice_socket(request: web.Request) -> web.StreamResponse:
     await ws.prepare(request)
     session = Session(request.app[ENGINES], ws.send_bytes, settings.base_config)
     sessions.add(session)
+    request.app[SESSIONS].sockets.add(ws)
     log.info("session %s opened from %s", session.id, request.remote)
     limiter = AudioRateLimiter(INPUT_RATE)
     try:
@@ -155,8 +166,10 @@ async def voice_socket(request: web.Request) -> web.StreamResponse:
                 except Exception:
                     # A bug hit by one message costs that message, not the session.
                     log.exception("session %s failed on a message", session.id)
-                    await session.send_error("internal", "the server failed on this message "
-                                             "(see its log); the session goes on")
+                    await session.send_error(
+                        "internal",
+                        "the server failed on this message (see its log); the session goes on",
+                    )
             elif msg.type is WSMsgType.TEXT:
                 await session.send(
                     encode_text(
@@ -171,12 +184,17 @@ async def voice_socket(request: web.Request) -> web.StreamResponse:
         pass
     finally:
         sessions.discard(session)
+        request.app[SESSIONS].sockets.discard(ws)
         await session.close()
         log.info("session %s closed", session.id)
     return ws
 
 
 async def _close_sessions(app: web.Application) -> None:
+    # Going away (1001) ends each socket's read loop, whose handler then closes its session.
+    going_away = WSCloseCode.GOING_AWAY
+    closing = [ws.close(code=going_away, message=b"shutting down") for ws in app[SESSIONS].sockets]
+    await asyncio.gather(*closing, return_exceptions=True)
     for session in list(app[SESSIONS].sessions):
         await session.close()
 
