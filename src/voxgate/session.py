@@ -450,6 +450,7 @@ class Session:
             prompt.messages,
             max_tokens=speaker.max_reply_tokens,
             priority=PriorityRef(priority),
+            conversation_id=self.id,
         )
         metrics.llm = LLMUsage()
         metrics.persona = speaker.id

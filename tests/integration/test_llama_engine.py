@@ -42,14 +42,21 @@ async def engine() -> AsyncIterator[LlamaEngine]:
 class Chat:
     """One persona's conversation, as the session keeps it."""
 
-    def __init__(self, persona_id: str) -> None:
+    def __init__(self, persona_id: str, conversation_id: str = "") -> None:
         self.persona_id = persona_id
+        self.conversation_id = conversation_id
         self.messages = [ChatMessage("system", SYSTEM[persona_id])]
 
     async def turn(self, engine: LlamaEngine, user: str, max_tokens: int = 8) -> LLMUsage:
         self.messages.append(ChatMessage("user", user))
         usage = LLMUsage()
-        request = LLMRequest(self.persona_id, list(self.messages), max_tokens, temperature=0.0)
+        request = LLMRequest(
+            self.persona_id,
+            list(self.messages),
+            max_tokens,
+            temperature=0.0,
+            conversation_id=self.conversation_id,
+        )
         async with contextlib.aclosing(engine.stream(request, usage)) as deltas:
             reply = "".join([d async for d in deltas])
         self.messages.append(ChatMessage("assistant", reply))
@@ -163,3 +170,16 @@ async def test_primed_personas_prefill_only_the_user_turn(engine: LlamaEngine) -
     assert first.restore_ms > 0.0  # bob was live: ada came back from her slot
     assert first.reused_tokens >= primed_ada.prompt_tokens
     assert first.evaluated_tokens < first.prompt_tokens // 2
+
+
+async def test_two_conversations_of_one_persona_keep_their_own_state(engine: LlamaEngine) -> None:
+    one, two = Chat("ada", "session-1"), Chat("ada", "session-2")
+    await one.turn(engine, "Hello, who are you?")
+    first_of_two = await two.turn(engine, "Tell me about the sea.")
+    # The second conversation starts from the first one's state: the system prompt is shared.
+    assert first_of_two.reused_tokens > 0
+    again_one = await one.turn(engine, "What is two plus two?")
+    again_two = await two.turn(engine, "And the sky?")
+    for usage in (again_one, again_two):
+        assert usage.restore_ms > 0  # each came back to its own slot...
+        assert usage.evaluated_tokens < usage.prompt_tokens // 3  # ...and only its suffix ran

@@ -24,6 +24,15 @@ class LLMRequest:
     seed: int = 0
     # Read at every decode step, so a speculative run is promoted in place.
     priority: PriorityRef = field(default_factory=lambda: PriorityRef(Priority.LLM_LIVE))
+    # Two sessions with one persona have two histories: each keeps its own KV state.
+    conversation_id: str = ""
+
+    @property
+    def slot_key(self) -> str:
+        """Whose KV state this request extends: the persona, in this conversation."""
+        return (
+            f"{self.persona_id}/{self.conversation_id}" if self.conversation_id else self.persona_id
+        )
 
 
 @dataclass(slots=True)

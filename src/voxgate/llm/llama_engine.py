@@ -255,7 +255,7 @@ class LlamaEngine:
         llm = self._load()
         t_prefill = time.perf_counter()
         tokens = self._prompt_tokens(request.messages, add_generation_prompt=True)
-        if not self._prefill(request.persona_id, tokens, request.priority, usage, cancel):
+        if not self._prefill(request.slot_key, tokens, request.priority, usage, cancel):
             return
 
         sampler = self._make_sampler(llm, request)
@@ -386,13 +386,23 @@ class LlamaEngine:
         if self._owner is not None and llm.n_tokens > 0:
             self._save_slot(self._owner)
         self._owner = persona_id
-        slot = self.slots.get(persona_id)
+        slot = self.slots.get(persona_id) or self._best_slot(tokens)
         if slot is None:
             return 0.0
         live = common_prefix_len(llm.input_ids[: llm.n_tokens].tolist(), tokens)
         if common_prefix_len(slot.tokens, tokens) <= live:
             return 0.0
         return self._restore_slot(slot)
+
+    def _best_slot(self, tokens: Sequence[int]) -> KVSlot | None:
+        """A conversation's first turn starts from the slot sharing the longest prefix:
+        usually its persona's primed system prompt, or another session of that persona."""
+        best, best_len = None, 0
+        for key in self.slots.keys():
+            slot = self.slots.peek(key)
+            if slot is not None and (n := common_prefix_len(slot.tokens, tokens)) > best_len:
+                best, best_len = slot, n
+        return best
 
     def _save_slot(self, persona_id: str) -> None:
         import llama_cpp
