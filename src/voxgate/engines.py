@@ -14,9 +14,9 @@ from voxgate.llm.base import LLMEngine
 from voxgate.metrics.prometheus import Registry
 from voxgate.metrics.trace import JsonlTrace
 from voxgate.personas.memory import MemoryStore
+from voxgate.personas.persona import Persona, VoiceSpec, load_personas
 from voxgate.prompt.assembler import AssembledPrompt
 from voxgate.prompt.cache import CompositionCache
-from voxgate.personas.persona import Persona, VoiceSpec, load_personas
 from voxgate.scheduler import ComputeGate, Priority
 from voxgate.stt.base import STTEngine
 from voxgate.tts.base import TTSEngine
