@@ -51,9 +51,9 @@ class KVSlotStore:
             self._slots.move_to_end(key)
         return slot
 
-    def peek(self, key: str) -> KVSlot | None:
-        """Like ``get``, without counting as a use."""
-        return self._slots.get(key)
+    def snapshot(self) -> list[KVSlot]:
+        """Every slot, least recently used first, without counting as a use."""
+        return list(self._slots.values())
 
     def put(self, key: str, slot: KVSlot) -> bool:
         """Store ``slot``; False (older slot dropped) if it alone exceeds the budget."""

@@ -398,9 +398,8 @@ class LlamaEngine:
         """A conversation's first turn starts from the slot sharing the longest prefix:
         usually its persona's primed system prompt, or another session of that persona."""
         best, best_len = None, 0
-        for key in self.slots.keys():  # noqa: SIM118 (a KVSlotStore, not a dict)
-            slot = self.slots.peek(key)
-            if slot is not None and (n := common_prefix_len(slot.tokens, tokens)) > best_len:
+        for slot in self.slots.snapshot():
+            if (n := common_prefix_len(slot.tokens, tokens)) > best_len:
                 best, best_len = slot, n
         return best
 
