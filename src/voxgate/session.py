@@ -383,6 +383,8 @@ class Session:
         span = metrics.span("stt_final", start, audio_ms=round(len(audio) / 16))
         span.end_ms = round(self.clock.now_ms(), 1)
         current = self._final is not None and self._final.speech_end == speech_end
+        if not current and self._pending is metrics:
+            span.attrs["discarded"] = True  # the user went on speaking after this pause
         if current and self._endpointer.phase is Phase.PAUSED:
             complete = looks_complete(text)
             self._endpointer.set_transcript_complete(complete)

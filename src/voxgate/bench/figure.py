@@ -56,6 +56,7 @@ def waterfall(rows: list[TurnRow], modes: list[str], path: Path) -> None:
         handles, ["endpointing wait", "STT", "LLM", "TTS"], fontsize=8, loc="lower right"
     )
     axes[-1, 0].set_xlabel("ms relative to user speech end")
+    axes[-1, 0].set_xlim(left=-300)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -113,6 +113,9 @@ class VoiceClient:
         self._ready = asyncio.Event()
         self._reader: asyncio.Task[None] | None = None
         self._next_turn_index = 0
+        # Replies the server has started (turn_start) and not yet finished (DONE): a
+        # turn is over only when every reply its utterance caused is done.
+        self._open_replies = 0
 
     async def handshake(
         self, persona: str | None = None, config: dict[str, Any] | None = None
@@ -148,9 +151,9 @@ class VoiceClient:
                     turn.metrics = event
                 elif event.get("type") == "turn_start":
                     turn.turn_starts.append(now)
+                    self._open_replies += 1
                 elif event.get("type") == "interrupted":
                     turn.interrupted = True
-                    turn.done.set()
             elif frame.type is FrameType.READY:
                 self._ready.set()
             elif frame.type is FrameType.TRANSCRIPT:
@@ -172,7 +175,9 @@ class VoiceClient:
                 self.errors.append(frame.text)
                 turn.errors.append(frame.text)
             elif frame.type is FrameType.DONE:
-                turn.done.set()
+                self._open_replies = max(0, self._open_replies - 1)
+                if self._open_replies == 0:
+                    turn.done.set()
 
     async def stream(self, audio: FloatArray, stop: asyncio.Event | None = None) -> float:
         """Send audio paced in real time; returns the wall time its speech ended."""
