@@ -17,7 +17,6 @@ import asyncio
 import json
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,13 +24,11 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
-
 from voxgate.bench.conversation import Utterance, build_conversation
+from voxgate.bench.harness import start_bench_server
 from voxgate.client.converse import TurnResult, converse
 from voxgate.config import SessionConfig, sequential_config
-from voxgate.engines import Engines, load_default_engines
-from voxgate.transport.server import GatewaySettings, create_app
+from voxgate.engines import Engines
 
 STAGES = (
     "endpointing",
@@ -187,31 +184,19 @@ async def run_mode(
 
 
 async def bench(args: argparse.Namespace) -> list[TurnRow]:
-    trace = Path(args.trace or f"runs/bench-latency-{time.strftime('%Y%m%d-%H%M%S')}.jsonl")
-    print("[bench] loading and warming models...", flush=True)
-    # A fresh memory store: what earlier runs taught the personas must not change the prompts.
-    memory = Path(tempfile.mkdtemp(prefix="voxgate-bench-")) / "memory.sqlite3"
-    engines = load_default_engines(trace_path=trace, memory_path=memory)
-    await engines.warm()
+    server = await start_bench_server("latency", args.trace)
     conversation = build_conversation(
         Path(args.speech_dir) if args.speech_dir else None, args.turns
     )
-    runner = web.AppRunner(create_app(engines, GatewaySettings(token=None)))
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    url = f"ws://127.0.0.1:{port}/ws"
     modes: list[tuple[str, SessionConfig]] = [("voxgate", SessionConfig())]
     if args.compare:
         modes.insert(0, ("sequential", sequential_config()))
     rows: list[TurnRow] = []
     try:
         for mode, config in modes:
-            rows += await run_mode(engines, url, mode, config, conversation)
+            rows += await run_mode(server.engines, server.url, mode, config, conversation)
     finally:
-        await runner.cleanup()
-        await engines.close()
+        await server.close()
     return rows
 
 

@@ -22,20 +22,17 @@ import contextlib
 import json
 import statistics
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import aiohttp
-from aiohttp import web
 
 from voxgate.bench.conversation import Utterance, build_conversation
+from voxgate.bench.harness import start_bench_server
 from voxgate.bench.latency import percentile
 from voxgate.client.converse import VoiceClient
-from voxgate.engines import load_default_engines
 from voxgate.protocol.frames import FrameType, encode
-from voxgate.transport.server import GatewaySettings, create_app
 
 # Real time, as the find-max search defines it.
 REALTIME_P95_MS = 3000.0
@@ -253,22 +250,13 @@ def report(result: SoakResult) -> str:
 
 
 async def run(args: argparse.Namespace) -> list[SoakResult]:
-    trace = Path(args.trace or f"runs/bench-soak-{time.strftime('%Y%m%d-%H%M%S')}.jsonl")
-    print("[soak] loading and warming models...", flush=True)
-    memory = Path(tempfile.mkdtemp(prefix="voxgate-soak-")) / "memory.sqlite3"
-    engines = load_default_engines(trace_path=trace, memory_path=memory)
-    await engines.warm()
+    server = await start_bench_server(
+        "soak", args.trace, max_sessions=max(args.max_sessions, args.sessions)
+    )
     conversation = build_conversation(
         Path(args.speech_dir) if args.speech_dir else None, CONVERSATION_TURNS
     )
-    # Room for the sessions under test whatever the default cap.
-    settings = GatewaySettings(token=None, max_sessions=max(args.max_sessions, args.sessions))
-    runner = web.AppRunner(create_app(engines, settings))
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)  # loopback only
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    url = f"ws://127.0.0.1:{port}/ws"
+    url = server.url
     counts = range(1, args.max_sessions + 1) if args.find_max else [args.sessions]
     results: list[SoakResult] = []
     try:
@@ -287,8 +275,7 @@ async def run(args: argparse.Namespace) -> list[SoakResult]:
             if args.find_max and not result.realtime():
                 break
     finally:
-        await runner.cleanup()
-        await engines.close()
+        await server.close()
     return results
 
 
