@@ -672,9 +672,15 @@ class Session:
             if not history:
                 continue
             if persona_id == speaker_id and history[-1].role == "assistant":
-                history[-1] = ChatMessage("assistant", heard)
+                replacement = ChatMessage("assistant", heard)
             elif history[-1].content.startswith(f"{speaker.name}: "):
-                history[-1] = overheard(speaker.name, heard)
+                replacement = overheard(speaker.name, heard)
+            else:
+                continue
+            if heard.strip():
+                history[-1] = replacement
+            else:  # nothing was heard: as if it had not been said (see exchange_messages)
+                history.pop()
         if self.engines.memory is not None and self._turn_id is not None:
             self.engines.memory.correct_reply(self._turn_id, heard)
 

@@ -95,7 +95,8 @@ def test_others_hear_the_user_and_the_named_reply() -> None:
 def test_a_reply_cut_off_before_any_word_is_not_passed_on() -> None:
     got = exchange_messages(ROOM, "max", "Tell me a long story.", "  ")
     assert got["luna"] == [ChatMessage("user", "Tell me a long story.")]
-    assert got["max"][-1] == ChatMessage("assistant", "  ")
+    # An empty assistant turn would teach the model to answer with nothing.
+    assert got["max"] == [ChatMessage("user", "Tell me a long story.")]
 
 
 def test_histories_only_grow_across_a_room_conversation() -> None:

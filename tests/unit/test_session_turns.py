@@ -121,13 +121,16 @@ async def test_barge_in_stops_the_reply_and_keeps_only_what_was_heard() -> None:
     await h.feed(silence(0.6))
     await h.settle()
     assert h.events("turn_start"), "the first turn was not committed"
+    await asyncio.sleep(0.6)  # let the first words of the reply 'play' (wall clock)
     # Speak over the reply (several seconds of audio are 'playing').
     await h.feed(speech(start_s=EVER_FAILED[0], end_s=EVER_FAILED[1]))
     (interrupted,) = h.events("interrupted")
     assert interrupted["turn"] == 1
     assistant = h.session.history[1]
     assert assistant.role == "assistant"
-    assert len(assistant.content) < len(llm.reply)
+    assert interrupted["heard"] == assistant.content
+    assert 0 < len(assistant.content) < len(llm.reply)
+    assert llm.reply.startswith(assistant.content)
     await h.session.close()
 
 
@@ -260,4 +263,17 @@ async def test_a_room_answers_by_name_and_everyone_hears_everything() -> None:
     # Pip's prompt held everything said before Pip was addressed.
     pip_prompt = [m.content for m in llm.requests[2].messages]
     assert "Max: Happy to help." in pip_prompt
+    await h.session.close()
+
+
+async def test_a_reply_cut_off_before_a_word_leaves_no_empty_turn_in_the_history() -> None:
+    stt = FakeSTT(lambda seconds: "Ever tried." if seconds > 0.5 else "")
+    h = Harness(fake_engines(stt, FakeLLM(), FakeTTS(ms_per_char=60)))
+    await h.start()
+    await h.feed(speech(start_s=EVER_TRIED[0], end_s=EVER_TRIED[1]))
+    await h.feed(silence(0.6))
+    await h.settle()
+    await h.feed(speech(start_s=EVER_FAILED[0], end_s=EVER_FAILED[1]))  # at once
+    assert h.events("interrupted")
+    assert all(m.content.strip() for m in h.session.history)
     await h.session.close()

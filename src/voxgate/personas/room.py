@@ -112,7 +112,10 @@ def exchange_messages(room: Sequence[Persona], speaker_id: str, user_text: str,
     out: dict[str, list[ChatMessage]] = {}
     for persona in room:
         if persona.id == speaker_id:
-            out[persona.id] = [ChatMessage("user", user_text), ChatMessage("assistant", reply)]
+            # An empty assistant turn (cut off before a word was heard) teaches the model
+            # to answer with nothing: leave it out.
+            said = [ChatMessage("assistant", reply)] if reply.strip() else []
+            out[persona.id] = [ChatMessage("user", user_text), *said]
         else:
             heard = [ChatMessage("user", user_text)]
             if reply.strip():
