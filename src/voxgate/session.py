@@ -700,3 +700,7 @@ class Session:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()
+        forget = getattr(self.engines.llm, "forget_conversation", None)
+        if forget is not None:  # the embedded engine frees this session's KV slots
+            with contextlib.suppress(Exception):
+                await forget(self.id)

@@ -149,7 +149,7 @@ async def test_lru_eviction_under_a_small_budget() -> None:
         # Room for about one slot: saving bob's must evict ada's, the least recently used.
         engine.slots.budget_bytes = ada_slot.nbytes * 3 // 2
         await cy.turn(engine, "Hello.", max_tokens=4)
-        assert engine.slots.keys() == ["bob"]
+        assert engine.slots.slot_keys() == ["bob"]
         assert engine.slots.evictions == 1
         assert engine.slots.used_bytes <= engine.slots.budget_bytes
         # Ada's prefix is gone: her next turn prefills from scratch.
@@ -183,3 +183,7 @@ async def test_two_conversations_of_one_persona_keep_their_own_state(engine: Lla
     for usage in (again_one, again_two):
         assert usage.restore_ms > 0  # each came back to its own slot...
         assert usage.evaluated_tokens < usage.prompt_tokens // 3  # ...and only its suffix ran
+    await engine.forget_conversation("session-2")  # the session ended
+    await one.turn(engine, "Thanks.")  # saves session-1's live cache as a slot
+    assert "ada/session-1" in engine.slots.slot_keys()
+    assert "ada/session-2" not in engine.slots.slot_keys()

@@ -15,7 +15,7 @@ def test_evicts_least_recently_used_past_budget() -> None:
     store.put("b", _slot(100))
     assert store.get("a") is not None  # a is now more recent than b
     store.put("c", _slot(100))
-    assert store.keys() == ["a", "c"]
+    assert store.slot_keys() == ["a", "c"]
     assert store.evictions == 1
     assert store.used_bytes == 200
 

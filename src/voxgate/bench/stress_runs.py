@@ -257,7 +257,7 @@ async def real_run(model: RealModel, n: int, m: int, progress: Progress) -> RunR
     # This run's slots only: the previous run's last persona is saved once more on
     # the first switch after the clear (a few MB, inside the RSS figure).
     slots: KVSlotStore = model.llm.slots
-    lru_order = slots.keys()  # a list copy: get() below reorders the store
+    lru_order = slots.slot_keys()  # a list copy: get() below reorders the store
     own = [slot for key in lru_order if key.startswith(f"r{n}-")
            and (slot := slots.get(key)) is not None]
     return RunResult("real", n, m, materialize_ms, wall_ms, cpu_ms, _mean_listen_ms(clients),

@@ -41,7 +41,7 @@ class KVSlotStore:
     def used_bytes(self) -> int:
         return self._bytes
 
-    def keys(self) -> list[str]:
+    def slot_keys(self) -> list[str]:
         """Least recently used first."""
         return list(self._slots)
 

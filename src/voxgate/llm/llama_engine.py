@@ -210,6 +210,16 @@ class LlamaEngine:
         self.slots.clear()
         self._owner = None
 
+    async def forget_conversation(self, conversation_id: str) -> None:
+        """Drop a finished conversation's KV slots: nobody will extend them again."""
+        if not self._closed:
+            await self._call(self._forget_conversation, conversation_id)
+
+    def _forget_conversation(self, conversation_id: str) -> None:
+        for key in self.slots.slot_keys():
+            if key.endswith(f"/{conversation_id}"):
+                self._forget(key)
+
     def _forget(self, persona_id: str) -> None:
         self.slots.discard(persona_id)
         if self._owner == persona_id:
