@@ -95,13 +95,20 @@ class ReplyRun:
             stream = self.llm.stream(self.request, self.metrics.llm)
             # aclosing: a cancelled reply closes the stream at once, which stops the engine.
             async with contextlib.aclosing(stream):  # type: ignore[type-var]
+                unsent = ""  # text goes out a clause at a time: one frame, not one per token
                 async for delta in stream:
                     if not self.generated:
                         self.metrics.stamp("llm_first_token", self.clock.now_ms())
                     self.generated += delta
-                    await self._emit_text(delta)
-                    for chunk in self._chunker.feed(delta):
+                    unsent += delta
+                    chunks = self._chunker.feed(delta)
+                    if chunks:
+                        await self._emit_text(unsent)
+                        unsent = ""
+                    for chunk in chunks:
                         self._chunks.put_nowait(chunk)
+                if unsent:
+                    await self._emit_text(unsent)
             rest = self._chunker.flush()
             if rest:
                 self._chunks.put_nowait(rest)
