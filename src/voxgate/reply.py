@@ -24,6 +24,7 @@ from voxgate.tts.base import TTSEngine
 from voxgate.tts.chunker import TextChunker
 
 Send = Callable[[bytes], Awaitable[None]]
+WAKE = ""  # queued by commit(): "send what is ready", not a clause to speak
 # Audio goes out in pieces of at most this many ms, so the client can start
 # playing and a barge-in can stop it without a long frame already queued.
 AUDIO_FRAME_MS = 200
@@ -55,7 +56,7 @@ class ReplyRun:
         self._chunker = TextChunker(clauses=clauses)
         self._committed = asyncio.Event()
         self._chunks: asyncio.Queue[str | None] = asyncio.Queue()
-        self._out: asyncio.Queue[tuple[str, Int16Array] | None] = asyncio.Queue()
+        self._ready: list[tuple[str, Int16Array]] = []  # synthesized, not yet sent
         self.generated = ""
         self.spoken: list[SpokenChunk] = []
         self.error: str | None = None
@@ -68,11 +69,12 @@ class ReplyRun:
         self._text_backlog: list[str] = []  # deltas generated before the commit
         self._text_live = False
         self._tts_priority = PriorityRef(Priority.SPECULATIVE)
+        # Two tasks, not three: synthesis and sending share one, so the first audio
+        # is sent the moment it is synthesized, without another task hand-off.
         self._tasks = [
             asyncio.create_task(self._generate(), name="reply-llm"),
-            asyncio.create_task(self._synthesize(), name="reply-tts"),
+            asyncio.create_task(self._speak(), name="reply-tts"),
         ]
-        self._sender = asyncio.create_task(self._deliver(), name="reply-send")
 
     @property
     def committed(self) -> bool:
@@ -87,6 +89,8 @@ class ReplyRun:
         # Promote a synthesis already waiting for the CPU, not only the next one.
         self._tts_priority.value = Priority.TTS_LIVE
         self._committed.set()
+        # Wake the speaking task if it waits for the next clause with audio ready.
+        self._chunks.put_nowait(WAKE)
 
     async def _generate(self) -> None:
         self.metrics.stamp("llm_start", self.clock.now_ms())
@@ -132,37 +136,46 @@ class ReplyRun:
         else:
             self._text_backlog.append(delta)
 
-    async def _synthesize(self) -> None:
-        while (text := await self._chunks.get()) is not None:
-            span = self.metrics.span("tts", self.clock.now_ms(), chars=len(text))
-            try:
-                audio = await self.tts.synthesize(text, self.voice, self._tts_priority)
-            except Exception as exc:
-                self.error = f"tts_failed: {exc}"
-                break
-            finally:
-                span.end_ms = round(self.clock.now_ms(), 1)
-            self.metrics.stamp("first_tts_audio", self.clock.now_ms())
-            span.attrs["audio_ms"] = round(len(audio) * 1000 / self.tts.sample_rate)
-            self._out.put_nowait((text, audio))
-        self._out.put_nowait(None)
-
-    async def _deliver(self) -> None:
-        await self._committed.wait()
+    async def _speak(self) -> None:
+        """Synthesize each clause; once committed, send what is ready at once."""
         try:
-            while self._text_backlog:
-                await self._send(encode_text(FrameType.LLM_CHUNK, self._text_backlog.pop(0)))
-            self._text_live = True
-            while (item := await self._out.get()) is not None:
-                text, audio = item
-                async with self._audio_lock:
-                    await self._send_audio(audio)
-                self.spoken.append(SpokenChunk(text, len(audio)))
+            while (text := await self._chunks.get()) is not None:
+                if text and not await self._synthesize(text):  # WAKE is empty: nothing to say
+                    break
+                if self.committed:
+                    await self._deliver_ready()
+            await self._committed.wait()
+            await self._deliver_ready()
             if self.error:
                 await self._send(encode_text(FrameType.ERROR, self.error))
         finally:
-            self.metrics.stamp("reply_end", self.clock.now_ms())
+            if self.committed:  # a dropped speculative run ends no reply
+                self.metrics.stamp("reply_end", self.clock.now_ms())
             self.finished.set()
+
+    async def _synthesize(self, text: str) -> bool:
+        span = self.metrics.span("tts", self.clock.now_ms(), chars=len(text))
+        try:
+            audio = await self.tts.synthesize(text, self.voice, self._tts_priority)
+        except Exception as exc:
+            self.error = f"tts_failed: {exc}"
+            return False
+        finally:
+            span.end_ms = round(self.clock.now_ms(), 1)
+        self.metrics.stamp("first_tts_audio", self.clock.now_ms())
+        span.attrs["audio_ms"] = round(len(audio) * 1000 / self.tts.sample_rate)
+        self._ready.append((text, audio))
+        return True
+
+    async def _deliver_ready(self) -> None:
+        while self._text_backlog:
+            await self._send(encode_text(FrameType.LLM_CHUNK, self._text_backlog.pop(0)))
+        self._text_live = True
+        while self._ready:
+            text, audio = self._ready.pop(0)
+            async with self._audio_lock:
+                await self._send_audio(audio)
+            self.spoken.append(SpokenChunk(text, len(audio)))
 
     async def _send_audio(self, audio: Int16Array, flags: int = 0) -> None:
         step = self.tts.sample_rate * AUDIO_FRAME_MS // 1000
@@ -188,7 +201,7 @@ class ReplyRun:
 
     def has_audio_ready(self) -> bool:
         """Speculative synthesis already produced answer audio waiting to be sent."""
-        return not self._out.empty() or self.samples_sent > 0
+        return bool(self._ready) or self.samples_sent > 0
 
     def playing_until(self) -> float:
         """Wall time (monotonic) at which the client will have played all audio sent."""
@@ -220,9 +233,9 @@ class ReplyRun:
 
     async def cancel(self) -> None:
         """Stop generation and synthesis and wait until they have stopped."""
-        for task in (*self._tasks, self._sender):
+        for task in self._tasks:
             task.cancel()
-        for task in (*self._tasks, self._sender):
+        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 

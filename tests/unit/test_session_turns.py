@@ -216,8 +216,10 @@ async def test_a_slow_answer_gets_a_filler_that_never_counts_as_the_answer() -> 
     from voxgate.protocol.frames import FLAG_FILLER
 
     engines = fake_engines(
-        FakeSTT(lambda s: ""), FakeLLM("Paris.", first_token_delay_s=0.3),
-        FakeTTS(ms_per_char=20), fillers=("Mm-hmm.",),
+        FakeSTT(lambda s: ""),
+        FakeLLM("Paris.", first_token_delay_s=0.3),
+        FakeTTS(ms_per_char=20),
+        fillers=("Mm-hmm.",),
     )
     await engines.warm()  # pre-synthesizes the filler audio
     h = Harness(engines, SessionConfig(fillers=True, filler_after_ms=50))
@@ -257,8 +259,10 @@ async def test_a_room_answers_by_name_and_everyone_hears_everything() -> None:
     assert [r.persona_id for r in llm.requests] == ["max", "max", "pip"]
     histories = h.session.histories
     # Ada never spoke but heard every exchange, with the speaker's name.
-    assert [m.content for m in histories["ada"]][:2] == ["Hey Max, how are you?",
-                                                         "Max: Happy to help."]
+    assert [m.content for m in histories["ada"]][:2] == [
+        "Hey Max, how are you?",
+        "Max: Happy to help.",
+    ]
     assert histories["max"][1].role == "assistant"
     # Pip's prompt held everything said before Pip was addressed.
     pip_prompt = [m.content for m in llm.requests[2].messages]
@@ -276,4 +280,26 @@ async def test_a_reply_cut_off_before_a_word_leaves_no_empty_turn_in_the_history
     await h.feed(speech(start_s=EVER_FAILED[0], end_s=EVER_FAILED[1]))  # at once
     assert h.events("interrupted")
     assert all(m.content.strip() for m in h.session.history)
+    await h.session.close()
+
+
+async def test_a_dropped_speculation_is_counted_and_leaves_no_trace_in_the_turn() -> None:
+    def script(seconds: float) -> str:  # the pause looks like the end of a thought
+        return "Ever tried." if seconds < 1.6 else "Ever tried, ever failed."
+
+    llm = FakeLLM(first_token_delay_s=0.0)
+    h = Harness(fake_engines(FakeSTT(script), llm, FakeTTS(ms_per_char=0)))
+    await h.start({"endpoint_min_ms": 1000, "endpoint_max_ms": 1500})
+    await h.feed(speech(start_s=EVER_TRIED[0], end_s=EVER_TRIED[1]))
+    await h.feed(silence(0.4))
+    await h.settle()
+    await h.feed(speech(start_s=EVER_FAILED[0], end_s=EVER_FAILED[1]))
+    await h.feed(silence(1.6))
+    await h.settle()
+    (metrics,) = h.events("metrics")
+    assert metrics["transcript"] == "Ever tried, ever failed."
+    assert metrics["wasted_llm_calls"] == 1
+    assert [r.messages[-1].content for r in llm.requests][-1] == "Ever tried, ever failed."
+    stamps = metrics["timestamps"]
+    assert stamps["speech_end"] <= stamps["final_transcript"] <= stamps["reply_end"]
     await h.session.close()
