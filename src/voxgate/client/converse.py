@@ -152,6 +152,7 @@ class VoiceClient:
                 elif event.get("type") == "turn_start":
                     turn.turn_starts.append(now)
                     self._open_replies += 1
+                    turn.done.clear()
                 elif event.get("type") == "interrupted":
                     turn.interrupted = True
             elif frame.type is FrameType.READY:
@@ -209,16 +210,21 @@ class VoiceClient:
         result = TurnResult(len(self.turns))
         self.turns.append(result)
         result.speech_end_wall = await self.stream(audio)
-        await self.silence_until(result.done, timeout)
-        if not result.done.is_set():
-            result.errors.append(f"timeout: no reply within {timeout:.0f} s")
-            return result
-        # Let the reply "play" before the next turn, as a listener would.
-        reply_s = len(result.reply_audio) / 2 / self.output_rate
-        played_s = time.monotonic() - (result.first_audio_wall or time.monotonic())
-        pause = asyncio.Event()
-        await self.silence_until(pause, max(0.0, reply_s - played_s) + GAP_AFTER_REPLY_S)
-        return result
+        while True:
+            await self.silence_until(result.done, timeout)
+            if not result.done.is_set():
+                result.errors.append(f"timeout: no reply within {timeout:.0f} s")
+                return result
+            starts = len(result.turn_starts)
+            # Let the reply "play" before the next turn, as a listener would.
+            reply_s = len(result.reply_audio) / 2 / self.output_rate
+            played_s = time.monotonic() - (result.first_audio_wall or time.monotonic())
+            pause = asyncio.Event()
+            await self.silence_until(pause, max(0.0, reply_s - played_s) + GAP_AFTER_REPLY_S)
+            # A false endpoint leaves the rest of the utterance to be taken as one more
+            # turn a moment later: follow it before speaking again.
+            if len(result.turn_starts) == starts and self._open_replies == 0:
+                return result
 
     async def close(self) -> None:
         with contextlib.suppress(Exception):
