@@ -80,10 +80,6 @@ class ReplyRun:
     def committed(self) -> bool:
         return self._committed.is_set()
 
-    @property
-    def started_tokens(self) -> bool:
-        return "llm_first_token" in self.metrics.stamps
-
     def commit(self) -> None:
         self.request.priority.value = Priority.LLM_LIVE
         # Promote a synthesis already waiting for the CPU, not only the next one.

@@ -41,7 +41,6 @@ class ComputeGate:
         self._free = slots
         self._waiting: list[tuple[PriorityRef, int]] = []
         self._seq = itertools.count()
-        self.grants = 0
 
     def _best(self) -> tuple[PriorityRef, int]:
         return min(self._waiting, key=lambda ticket: (int(ticket[0].value), ticket[1]))
@@ -56,7 +55,6 @@ class ComputeGate:
                 self._cond.wait()
             self._waiting.remove(ticket)
             self._free -= 1
-            self.grants += 1
         try:
             yield
         finally:

@@ -22,6 +22,7 @@ import re
 import statistics
 import time
 import uuid
+from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
@@ -129,7 +130,8 @@ class Session:
         self._interim: asyncio.Task[None] | None = None
         self._last_interim = 0
         self._interrupting = False
-        self._recent_waits: list[float] = []  # commit -> first answer audio, per turn (ms)
+        # Commit -> first answer audio (ms) of the last few turns: predicts a slow answer.
+        self._recent_waits: deque[float] = deque(maxlen=5)
         self._tasks: set[asyncio.Task[Any]] = set()
         self.closed = False
 
@@ -563,8 +565,7 @@ class Session:
         """How long until answer audio, judged from this session's recent turns."""
         if run.has_audio_ready():
             return 0.0
-        recent = self._recent_waits[-5:]
-        return statistics.median(recent) if recent else 0.0
+        return statistics.median(self._recent_waits) if self._recent_waits else 0.0
 
     async def _filler(self, run: ReplyRun) -> None:
         """An acknowledgment when the answer will be slow: at once if recent turns say so,

@@ -30,10 +30,6 @@ def resample(samples: FloatArray, rate_in: int, rate_out: int) -> FloatArray:
     return out
 
 
-def duration_ms(n_samples: int, rate: int) -> float:
-    return n_samples * 1000.0 / rate
-
-
 class SampleBuffer:
     """A growable float32 buffer addressed by absolute sample index.
 

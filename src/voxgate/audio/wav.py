@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from voxgate.audio.pcm import FloatArray, float_to_pcm16, resample
+from voxgate.audio.pcm import FloatArray, resample
 
 
 def read_wav(path: str | Path, rate: int | None = None) -> tuple[FloatArray, int]:
@@ -28,10 +28,6 @@ def read_wav(path: str | Path, rate: int | None = None) -> tuple[FloatArray, int
     if rate is not None and rate != src_rate:
         return resample(samples, src_rate, rate), rate
     return samples, src_rate
-
-
-def write_wav(path: str | Path, samples: FloatArray, rate: int) -> None:
-    write_wav_bytes(path, float_to_pcm16(samples), rate)
 
 
 def write_wav_bytes(path: str | Path, pcm16: bytes, rate: int) -> None:

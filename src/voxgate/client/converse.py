@@ -112,7 +112,6 @@ class VoiceClient:
         self.errors: list[str] = []
         self._ready = asyncio.Event()
         self._reader: asyncio.Task[None] | None = None
-        self._next_turn_index = 0
         # Replies the server has started (turn_start) and not yet finished (DONE): a
         # turn is over only when every reply its utterance caused is done.
         self._open_replies = 0
