@@ -85,10 +85,15 @@ def running_server(
                 time.sleep(0.5)
         yield server
     finally:
-        if process.poll() is None:
-            process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, timeout=20)
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout: float) -> None:
+    """Ask it to stop (SIGTERM); kill it if it has not within ``timeout`` seconds."""
+    if process.poll() is None:
+        process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.server_process import free_port, stop_process
 from voxgate.llm.base import ChatMessage, LLMError, LLMRequest, LLMUsage
 from voxgate.llm.openai_compat import OpenAICompatEngine
 
@@ -49,17 +49,11 @@ def _model_path() -> Path:
     return Path(llm_model_path())
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextlib.contextmanager
 def _server() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     pytest.importorskip("uvicorn")
     pytest.importorskip("sse_starlette")
-    port = _free_port()
+    port = free_port()
     args = ["--model", str(_model_path()), "--host", "127.0.0.1", "--port", str(port)]
     args += ["--n_ctx", "1024", "--n_threads", "2", "--n_threads_batch", "2", "--verbose", "False"]
     proc = subprocess.Popen(
@@ -83,12 +77,7 @@ def _server() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
                 time.sleep(0.3)
         yield base, proc
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, timeout=10)
         if proc.stderr:
             proc.stderr.close()
 
@@ -144,7 +133,7 @@ async def test_http_error_names_the_url(server: str) -> None:
 
 
 async def test_connection_refused_names_the_url() -> None:
-    url = f"http://127.0.0.1:{_free_port()}"
+    url = f"http://127.0.0.1:{free_port()}"
     engine = OpenAICompatEngine(url)
     try:
         with pytest.raises(LLMError, match=f"cannot connect.*{url}"):
