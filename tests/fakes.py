@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -16,6 +17,7 @@ from voxgate.audio.pcm import FloatArray, Int16Array
 from voxgate.audio.wav import read_wav
 from voxgate.engines import Engines
 from voxgate.llm.base import LLMRequest, LLMUsage
+from voxgate.metrics.trace import JsonlTrace
 from voxgate.personas.persona import Persona, VoiceSpec
 from voxgate.scheduler import ComputeGate, Priority, PriorityLike
 
@@ -54,9 +56,13 @@ class FakeLLM:
         self,
         reply: str = "Sure, here is a fairly long answer for you. It goes on.",
         first_token_delay_s: float = 0.0,
+        token_delay_s: float = 0.0,
+        reply_for: Callable[[str], str] | None = None,
     ) -> None:
         self.reply = reply
         self.first_token_delay_s = first_token_delay_s
+        self.token_delay_s = token_delay_s  # a slow model: each word takes this long
+        self.reply_for = reply_for  # the reply as a function of the user's last message
         self.requests: list[LLMRequest] = []
         self.closed_early = 0
 
@@ -66,11 +72,12 @@ class FakeLLM:
     async def _gen(self, request: LLMRequest, usage: LLMUsage) -> AsyncIterator[str]:
         self.requests.append(request)
         await asyncio.sleep(self.first_token_delay_s)
-        words = self.reply.split(" ")
+        reply = self.reply_for(request.messages[-1].content) if self.reply_for else self.reply
+        words = reply.split(" ")
         finished = False
         try:
             for i, word in enumerate(words):
-                await asyncio.sleep(0)
+                await asyncio.sleep(self.token_delay_s)
                 usage.generated_tokens += 1
                 yield word if i == 0 else " " + word
             finished = True
@@ -91,8 +98,9 @@ class FakeTTS:
     name = "fake-tts"
     sample_rate = 16000
 
-    def __init__(self, ms_per_char: int = 60) -> None:
+    def __init__(self, ms_per_char: int = 60, delay_s: float = 0.0) -> None:
         self.ms_per_char = ms_per_char
+        self.delay_s = delay_s  # a slow synthesizer: each clause takes this long
         self.texts: list[str] = []
 
     async def warm(self) -> None:
@@ -100,11 +108,22 @@ class FakeTTS:
 
     async def synthesize(self, text: str, voice: VoiceSpec, priority: PriorityLike) -> Int16Array:
         self.texts.append(text)
-        await asyncio.sleep(0)
+        await asyncio.sleep(self.delay_s)
         return np.zeros(len(text) * self.sample_rate * self.ms_per_char // 1000, dtype=np.int16)
 
     async def close(self) -> None:
         return None
+
+
+class RecordingTrace(JsonlTrace):
+    """A trace kept in memory (a fake of the JSONL file), for tests that read spans."""
+
+    def __init__(self) -> None:
+        super().__init__(None)
+        self.records: list[dict[str, Any]] = []
+
+    def write(self, record: dict[str, Any]) -> None:
+        self.records.append(record)
 
 
 def fake_engines(
@@ -114,8 +133,9 @@ def fake_engines(
     fillers: tuple[str, ...] = (),
 ) -> Engines:
     personas = {
-        pid: Persona(id=pid, name=pid.title(), instructions=f"You are {pid.title()}, brief.",
-                     fillers=fillers)
+        pid: Persona(
+            id=pid, name=pid.title(), instructions=f"You are {pid.title()}, brief.", fillers=fillers
+        )
         for pid in ("ada", "max", "pip")
     }
     return Engines(
@@ -125,6 +145,7 @@ def fake_engines(
         tts=tts or FakeTTS(),
         personas=personas,
         default_persona="ada",
+        trace=RecordingTrace(),
     )
 
 

@@ -73,6 +73,17 @@ def build_parser() -> argparse.ArgumentParser:
     converse.add_argument("--persona", default=None)
     converse.add_argument("--out", default="reply.wav", help="reply audio (turn N appends -N)")
     converse.add_argument("--json", action="store_true", help="print results as JSON")
+    converse.add_argument(
+        "--barge-in-ms",
+        type=float,
+        default=None,
+        help="start each next WAV this long after the reply's first audio, over the reply",
+    )
+    converse.add_argument(
+        "--ignore-interrupted",
+        action="store_true",
+        help="keep collecting reply audio after `interrupted` (measures when the server stops)",
+    )
     converse.set_defaults(func=_lazy("voxgate.client.converse:cli_converse"))
 
     bench = sub.add_parser("bench", help="benchmarks that print tables")

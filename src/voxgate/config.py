@@ -25,6 +25,9 @@ class SessionConfig(BaseModel):
     fillers: bool = True
     filler_after_ms: int = Field(800, ge=0, le=10000)
     max_utterance_ms: int = Field(30000, ge=1000, le=120000)
+    # Reply audio leaves at most this far ahead of real-time playback, so that an
+    # interruption stops it at the source (the first chunk always goes at once).
+    output_lead_ms: int = Field(300, ge=100, le=5000)
 
     @model_validator(mode="after")
     def _ordered(self) -> SessionConfig:

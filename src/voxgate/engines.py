@@ -14,6 +14,7 @@ from voxgate.llm.base import LLMEngine
 from voxgate.metrics.prometheus import Registry
 from voxgate.metrics.trace import JsonlTrace
 from voxgate.personas.memory import MemoryStore
+from voxgate.personas.memory_writer import MemoryWriter
 from voxgate.personas.persona import Persona, VoiceSpec, load_personas
 from voxgate.prompt.assembler import AssembledPrompt
 from voxgate.prompt.cache import CompositionCache
@@ -39,6 +40,12 @@ class Engines:
     memory: MemoryStore | None = None
     # One cache for the process: keys carry the conversation id, and /metrics reports it.
     prompt_cache: CompositionCache[AssembledPrompt] = field(default_factory=CompositionCache)
+    # Every memory write goes through this one thread: a turn never waits on SQLite.
+    memory_writer: MemoryWriter | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        if self.memory is not None:
+            self.memory_writer = MemoryWriter(self.memory)
 
     def persona(self, persona_id: str | None) -> Persona:
         key = persona_id or self.default_persona
@@ -93,8 +100,11 @@ class Engines:
 
     async def close(self) -> None:
         await asyncio.gather(self.stt.close(), self.llm.close(), self.tts.close())
+        if self.memory_writer is not None:
+            await asyncio.to_thread(self.memory_writer.close)
         if self.memory is not None:
             self.memory.close()
+        await asyncio.to_thread(self.trace.close)
 
 
 def default_memory_path() -> Path:

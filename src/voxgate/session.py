@@ -1,65 +1,59 @@
-"""One voice session: wires audio in -> VAD/endpointing -> STT -> LLM -> TTS -> frames out.
+"""One voice session: the turn machine decides, this class carries out its actions.
 
-Read this file first. The stages live elsewhere (turns/, stt/, llm/, tts/,
-reply.py); this class only decides *when* each one runs:
+Read this file first. Input comes in through four methods (the input port):
+``push_audio``, ``end_audio``, ``push_text`` and ``playback``. Every decision
+about turns (endpointing, early decodes, speculation, barge-in, the cough
+rule) is made synchronously by ``TurnMachine`` (turns/machine.py); this
+class executes the actions it returns and feeds the outcomes back as events.
 
-- at a VAD pause the final decode starts at once (it overlaps the
-  endpointing wait) and, when it lands, a speculative reply starts on it;
-- the endpointer commits the turn after the minimum delay if the transcript
-  looks finished, after the maximum delay in any case; the speculative reply
-  is then promoted (hit) or replaced (miss);
-- speech resuming before the commit discards that work;
-- speech during a reply, longer than the minimum interruption, cancels it and
-  truncates the history to the words that were heard.
+Committed turns, spoken or typed, go through one speech queue served by one
+task, so at most one reply speaks at a time and each turn sees the history
+of the turns before it. Every turn ends with ``TurnReport`` (metrics) and
+``TurnDone``, whether it finished, failed or was interrupted.
+
+Output goes to an ``OutputPort`` as typed messages (ports.py); the wire
+protocol is an adapter at the edge (transport/binary_protocol.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import re
 import statistics
 import time
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
-from voxgate.audio.pcm import SampleBuffer, pcm16_to_float
+from voxgate.aio import cancel_and_wait
+from voxgate.audio.pcm import FloatArray, SampleBuffer
 from voxgate.config import SessionConfig, config_for
 from voxgate.engines import Engines
-from voxgate.llm.base import ChatMessage, LLMRequest, LLMUsage
+from voxgate.llm.base import ChatMessage, LLMRequest
 from voxgate.metrics.turn import SessionClock, TurnMetrics
 from voxgate.personas.memory import DEFAULT_USER
+from voxgate.personas.memory_writer import TurnRef
 from voxgate.personas.persona import Persona
 from voxgate.personas.room import choose_speaker, exchange_messages, overheard
-from voxgate.prompt.assembler import PromptAssembler
-from voxgate.protocol.frames import (
-    FLAG_FINAL,
-    PROTOCOL_VERSION,
-    FrameType,
-    ProtocolError,
-    decode,
-    encode,
-    encode_event,
-    encode_text,
+from voxgate.ports import (
+    ConfigChanged,
+    Interrupted,
+    OutputPort,
+    SessionError,
+    SpeechActivity,
+    Transcript,
+    TurnDone,
+    TurnReport,
+    TurnStarted,
 )
+from voxgate.prompt.assembler import PromptAssembler
 from voxgate.reply import ReplyRun
 from voxgate.scheduler import Priority, PriorityRef
-from voxgate.stt.base import STTError
+from voxgate.speech import Filler, SpeechHandle
 from voxgate.tts.router import voice_problem
-from voxgate.turns.endpointing import (
-    EndpointConfig,
-    Endpointer,
-    EventKind,
-    Phase,
-    TurnEvent,
-    looks_complete,
-)
+from voxgate.turns import machine as tm
 from voxgate.turns.vad import VAD_RATE, SileroStreamVad
 
 log = logging.getLogger("voxgate.session")
@@ -68,71 +62,96 @@ INPUT_RATE = VAD_RATE
 # Audio kept before the VAD's speech start: Silero needs a few windows to be
 # sure, and Whisper wants the onset of the first word.
 PREROLL_MS = 300
-LLM_STAMPS = ("llm_start", "llm_first_token", "first_tts_audio")
 MAX_ROOM = 6  # personas in one conversation
 MAX_USER_ID = 64
 MAX_USER_TEXT = 2000  # a typed turn; longer input is a paste, not a conversational turn
 
-Send = Callable[[bytes], Awaitable[None]]
+
+@dataclass(slots=True)
+class SessionSetup:
+    """What a client chose at the start: who talks, in which room, for which user."""
+
+    persona: Persona
+    room: list[Persona]
+    user: str
+    config: SessionConfig
 
 
-class CloseSession(Exception):
-    """Raised by the handshake when the socket must be closed after the error frame."""
-
-    def __init__(self, code: int, reason: str) -> None:
-        super().__init__(reason)
-        self.code = code
-
-
-def _exactly(value: Any, expected: int) -> bool:
-    """JSON number equality without Python's coercions (True == 1, 16000.0 == 16000)."""
-    return type(value) is int and value == expected
-
-
-def normalize(text: str) -> str:
-    """Case and punctuation do not change what the user asked."""
-    return " ".join(re.sub(r"[^\w\s']", " ", text.lower()).split())
+def session_setup(
+    engines: Engines,
+    base: SessionConfig,
+    *,
+    persona: Any = None,
+    room: Any = None,
+    user: Any = DEFAULT_USER,
+    config: Any = None,
+) -> SessionSetup:
+    """Validate a client's choices (any JSON values); ValueError or KeyError says what is wrong."""
+    if persona is not None and not isinstance(persona, str):  # a list would not hash
+        raise ValueError(f"persona must be a string, got {persona!r}")
+    if room is None:
+        members = [engines.persona(None)]
+    elif (
+        not isinstance(room, list)
+        or not 1 <= len(room) <= MAX_ROOM
+        or not all(isinstance(v, str) for v in room)
+        or len(set(room)) != len(room)
+    ):
+        raise ValueError(f"room must be a list of 1 to {MAX_ROOM} distinct persona ids")
+    else:
+        members = [engines.persona(v) for v in room]
+    main = engines.persona(persona) if persona else members[0]
+    if main not in members:
+        members.insert(0, main)
+    for member in members:
+        if problem := voice_problem(engines.tts, member.voice):
+            raise ValueError(f"persona {member.id!r} cannot speak: {problem}")
+    if not isinstance(user, str) or not 0 < len(user) <= MAX_USER_ID:
+        raise ValueError(f"user must be a string of 1 to {MAX_USER_ID} characters")
+    if not isinstance(config or {}, dict):
+        raise ValueError("config must be a JSON object")
+    return SessionSetup(main, members, user, config_for(main, base, config or {}))
 
 
 @dataclass(slots=True)
-class FinalDecode:
-    speech_end: int  # sample index the decoded audio ends at (the VAD speech end)
-    task: asyncio.Task[str]
+class QueuedTurn:
+    turn: int
+    text: str
+    metrics: TurnMetrics
+    run: ReplyRun | None  # a promoted speculative reply, if any
 
 
 class Session:
-    def __init__(self, engines: Engines, send: Send, base_config: SessionConfig) -> None:
-        self.engines = engines
-        self._send_raw = send
-        self._send_lock = asyncio.Lock()
-        self.base_config = base_config
-        self.id = uuid.uuid4().hex[:12]
-        self.persona: Persona = engines.persona(None)
-        self.config = base_config
-        self.ready = False
+    def __init__(
+        self, engines: Engines, port: OutputPort, setup: SessionSetup, session_id: str = ""
+    ) -> None:
+        self.engines, self.port = engines, port
+        self.id = session_id or uuid.uuid4().hex[:12]
+        self.persona, self.room, self.user = setup.persona, setup.room, setup.user
+        self.config = setup.config
         self.clock = SessionClock(INPUT_RATE)
-        self.room: list[Persona] = [self.persona]  # several personas: a room
         self.histories: dict[str, list[ChatMessage]] = {}  # what each persona has heard
-        self.user = DEFAULT_USER
-        self._summaries: dict[str, str] = {}  # long-term memory, read once per session
+        self._summaries = {
+            p.id: engines.memory.summary(p.id, self.user) if engines.memory else ""
+            for p in self.room
+        }  # long-term memory, read once per session
         self._last_speaker: str | None = None
-        self._turn_id: int | None = None  # the memory store's row of the last turn
+        self._turn_ref: TurnRef | None = None  # the memory store's row of the last turn
         self.assembler = PromptAssembler(self.id, cache=engines.prompt_cache)
-        self.turns = 0
+        self.machine = tm.TurnMachine(self._machine_config())
         self._vad: SileroStreamVad | None = None
-        self._endpointer = Endpointer(EndpointConfig())
-        self._buffer = SampleBuffer()
-        self._utt_start = 0
-        self._pending: TurnMetrics | None = None  # metrics of the utterance in progress
-        self._final: FinalDecode | None = None
-        self._spec: ReplyRun | None = None
-        self._reply: ReplyRun | None = None
-        self._interim: asyncio.Task[None] | None = None
-        self._last_interim = 0
-        self._interrupting = False
+        self._audio = SampleBuffer(self._ring_capacity(self.config))
+        self._utterances: dict[int, TurnMetrics] = {}  # metrics of utterances not yet turns
+        self._decodes: dict[int, asyncio.Task[None]] = {}
+        self._specs: dict[int, ReplyRun] = {}  # speculative replies by reply id
+        self._queue: asyncio.Queue[QueuedTurn] = asyncio.Queue()
+        self._skip: set[int] = set()  # queued turns interrupted before they were served
+        self._speaking: SpeechHandle | None = None
+        self._last_handle: SpeechHandle | None = None  # the last finished one, maybe playing
         # Commit -> first answer audio (ms) of the last few turns: predicts a slow answer.
         self._recent_waits: deque[float] = deque(maxlen=5)
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._speaker_task: asyncio.Task[None] | None = None
         self.closed = False
 
     @property
@@ -140,297 +159,247 @@ class Session:
         """The conversation as the session's main persona heard it."""
         return self.histories.setdefault(self.persona.id, [])
 
-    # -- transport side --------------------------------------------------
+    @property
+    def turns(self) -> int:
+        return self.machine.turns
 
-    async def send(self, data: bytes) -> None:
-        if self.closed:
-            return
-        async with self._send_lock:
-            await self._send_raw(data)
-
-    async def send_error(self, code: str, message: str) -> None:
-        await self.send(encode_text(FrameType.ERROR, f"{code}: {message}"))
-
-    async def send_event(self, event: dict[str, Any]) -> None:
-        await self.send(encode_event(event))
-
-    def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
-        task = asyncio.create_task(coro, name=f"{self.id}-{name}")
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-        return task
-
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error(
-                "session %s task %s failed", self.id, task.get_name(), exc_info=task.exception()
-            )
-
-    async def on_message(self, data: bytes) -> None:
-        """One binary WebSocket message. Bad frames get an ERROR frame; the session goes on."""
-        try:
-            frame = decode(data)
-        except ProtocolError as exc:
-            await self.send_error(exc.code, exc.message)
-            return
-        if not self.ready and not (
-            frame.type is FrameType.EVENT and frame.json().get("type") == "hello"
-        ):
-            await self.send_error(
-                "handshake_required", "send an EVENT hello first (docs/protocol.md)"
-            )
-            return
-        if frame.type is FrameType.EVENT:
-            await self._on_event(frame.json())
-        elif frame.type is FrameType.AUDIO_CHUNK:
-            self._on_audio(pcm16_to_float(frame.payload))
-        elif frame.type is FrameType.AUDIO_START:
-            pass  # the stream is continuous; start carries no state we need
-        elif frame.type is FrameType.AUDIO_END:
-            self._handle(self._endpointer.force_end(self.clock.samples))
-        else:
-            await self.send_error("unexpected_type", f"{frame.type.name} is not sent by clients")
-
-    async def _on_event(self, event: dict[str, Any]) -> None:
-        kind = event.get("type")
-        if kind == "hello":
-            await self._hello(event)
-        elif kind == "config":
-            update = {k: v for k, v in event.items() if k != "type"}
-            try:
-                self.config = config_for(self.persona, self.config, update)
-            except ValueError as exc:
-                await self.send_error("bad_event", f"config rejected: {exc}")
-                return
-            self._apply_endpointing()
-            await self.send_event({"type": "config", **self.config.model_dump()})
-        elif kind == "user_text":
-            text = event.get("text")
-            if not isinstance(text, str) or not text.strip() or len(text) > MAX_USER_TEXT:
-                await self.send_error(
-                    "bad_event",
-                    f"user_text needs a non-empty 'text' of at most {MAX_USER_TEXT} characters",
-                )
-                return
-            self._spawn(self._commit_text(" ".join(text.split())), "user-text")
-        else:
-            await self.send_error("bad_event", f"unknown event type {kind!r}")
-
-    async def _hello(self, event: dict[str, Any]) -> None:
-        if self.ready:
-            await self.send_error("bad_event", "hello was already received")
-            return
-        if not _exactly(event.get("protocol"), PROTOCOL_VERSION):
-            await self.send_error(
-                "bad_protocol",
-                f"this server speaks protocol {PROTOCOL_VERSION}, "
-                f"the client asked for {event.get('protocol')!r}",
-            )
-            raise CloseSession(1002, "protocol version")
-        if not _exactly(event.get("sample_rate"), INPUT_RATE):
-            await self.send_error(
-                "bad_sample_rate",
-                f"input must be PCM16 mono at {INPUT_RATE} Hz, "
-                f"got {event.get('sample_rate')!r}: resample on the client",
-            )
-            raise CloseSession(1002, "sample rate")
-        try:
-            persona = event.get("persona")
-            if persona is not None and not isinstance(persona, str):  # a list would not hash
-                raise ValueError(f"persona must be a string, got {persona!r}")
-            self.room = self._room_from(event.get("room"))
-            self.persona = self.engines.persona(persona) if persona else self.room[0]
-            if self.persona not in self.room:
-                self.room.insert(0, self.persona)
-            for member in self.room:
-                if problem := voice_problem(self.engines.tts, member.voice):
-                    raise ValueError(f"persona {member.id!r} cannot speak: {problem}")
-            user = event.get("user", DEFAULT_USER)
-            if not isinstance(user, str) or not 0 < len(user) <= MAX_USER_ID:
-                raise ValueError(f"user must be a string of 1 to {MAX_USER_ID} characters")
-            self.user = user
-            if self.engines.memory is not None:
-                for member in self.room:
-                    self._summaries[member.id] = self.engines.memory.summary(member.id, user)
-            config_update = event.get("config") or {}
-            if not isinstance(config_update, dict):
-                raise ValueError("config must be a JSON object")
-            self.config = config_for(self.persona, self.base_config, config_update)
-        except (KeyError, ValueError) as exc:
-            await self.send_error("bad_event", str(exc))
-            raise CloseSession(1008, "bad hello") from exc
+    async def start(self) -> None:
         # Loading the VAD takes ~100 ms: off the event loop, so other sessions keep flowing.
         self._vad = await asyncio.to_thread(SileroStreamVad)
-        self._apply_endpointing()
-        self.ready = True
-        await self.send_event(
-            {
-                "type": "welcome",
-                "protocol": PROTOCOL_VERSION,
-                "session_id": self.id,
-                "input_sample_rate": INPUT_RATE,
-                "output_sample_rate": self.engines.tts.sample_rate,
-                "persona": self.persona.id,
-                "persona_name": self.persona.name,
-                "room": [{"id": p.id, "name": p.name} for p in self.room],
-                "max_frame_bytes": 1 << 20,
-                "config": self.config.model_dump(),
-            }
-        )
-        await self.send(encode(FrameType.READY))
+        self._speaker_task = asyncio.create_task(self._speaker(), name=f"{self.id}-speaker")
 
-    def _room_from(self, value: Any) -> list[Persona]:
-        if value is None:
-            return [self.engines.persona(None)]
-        if (
-            not isinstance(value, list)
-            or not 1 <= len(value) <= MAX_ROOM
-            or not all(isinstance(v, str) for v in value)
-            or len(set(value)) != len(value)
-        ):
-            raise ValueError(f"room must be a list of 1 to {MAX_ROOM} distinct persona ids")
-        return [self.engines.persona(v) for v in value]
-
-    def _apply_endpointing(self) -> None:
-        self._endpointer.config = EndpointConfig(
-            self.config.endpoint_min_ms, self.config.endpoint_max_ms, INPUT_RATE
+    def _machine_config(self) -> tm.MachineConfig:
+        c = self.config
+        return tm.MachineConfig(
+            rate=INPUT_RATE,
+            endpoint_min_ms=c.endpoint_min_ms,
+            endpoint_max_ms=c.endpoint_max_ms,
+            interrupt_min_ms=c.interrupt_min_ms,
+            overlap=c.overlap,
+            speculate=c.speculate,
+            interim_stt=c.interim_stt,
+            interim_interval_ms=c.interim_interval_ms,
+            max_utterance_ms=c.max_utterance_ms,
+            preroll_ms=PREROLL_MS,
         )
 
-    # -- audio in ---------------------------------------------------------
+    @staticmethod
+    def _ring_capacity(config: SessionConfig) -> int:
+        """Input audio kept: the longest utterance, its pre-roll and the pause after it."""
+        return (config.max_utterance_ms + PREROLL_MS + 5000) * INPUT_RATE // 1000
 
-    def _on_audio(self, samples: np.ndarray[Any, np.dtype[np.float32]]) -> None:
-        assert self._vad is not None
+    # -- input port ------------------------------------------------------------------
+
+    def update_config(self, update: dict[str, Any]) -> SessionConfig:
+        """Apply a client's config update (ValueError: nothing of it is applied)."""
+        self.config = config_for(self.persona, self.config, update)
+        self.machine.configure(self._machine_config())
+        self._audio.grow(self._ring_capacity(self.config))
+        self.port.emit(ConfigChanged(self.config.model_dump()))
+        return self.config
+
+    def push_audio(self, samples: FloatArray) -> None:
+        assert self._vad is not None, "start() the session first"
         self.clock.advance(len(samples))
-        self._buffer.append(samples)
+        self._audio.append(samples)
         for window_end, prob in self._vad.feed(samples):
-            self._handle(self._endpointer.update(window_end, self._vad.window, prob))
-            self._check_barge_in(window_end)
-            self._maybe_interim(window_end)
-            self._check_max_utterance(window_end)
-        keep_from = (
-            self._utt_start if self._endpointer.phase is not Phase.IDLE else self.clock.samples
-        )
-        self._buffer.trim_before(keep_from - self._ms_to_samples(PREROLL_MS))
+            idle = not self.engines.gate.busy()
+            self._step(tm.VadWindow(window_end, self._vad.window, prob, idle))
+        self._audio.trim_before(self._keep_audio_from())
 
-    def _ms_to_samples(self, ms: float) -> int:
-        return int(ms * INPUT_RATE / 1000)
+    def _keep_audio_from(self) -> int:
+        """The oldest sample a decode may still ask for."""
+        start = self.machine.utterance_start()
+        oldest = start if start is not None else self.clock.samples
+        return oldest - PREROLL_MS * INPUT_RATE // 1000
 
-    def _handle(self, events: list[TurnEvent]) -> None:
-        for event in events:
-            if event.kind is EventKind.SPEECH_START:
-                self._on_speech_start(event)
-            elif event.kind is EventKind.PAUSE:
-                self._spawn(
-                    self.send_event(
-                        {
-                            "type": "vad",
-                            "speaking": False,
-                            "audio_ms": round(self.clock.sample_ms(event.sample)),
-                        }
-                    ),
-                    "vad",
-                )
-                if self.config.overlap and self._pending is not None:
-                    self._start_final(event.speech_end, event.sample, self._pending)
-            elif event.kind is EventKind.RESUME:
-                self._discard_pending("resumed")
-            elif event.kind is EventKind.END_OF_TURN:
-                self._end_of_turn(event)
+    def end_audio(self) -> None:
+        """The client closed its audio stream: an utterance in progress ends now."""
+        self._step(tm.AudioEnded(self.clock.samples))
 
-    def _on_speech_start(self, event: TurnEvent) -> None:
-        self._utt_start = event.speech_start
-        self._last_interim = event.sample
-        metrics = TurnMetrics(self.turns + 1, self.persona.id, self.config.mode)
-        metrics.stamp("speech_start", self.clock.sample_ms(event.speech_start))
-        self._pending = metrics
-        self._spawn(
-            self.send_event(
-                {
-                    "type": "vad",
-                    "speaking": True,
-                    "audio_ms": round(self.clock.sample_ms(event.sample)),
-                }
-            ),
-            "vad",
-        )
+    def push_text(self, text: str) -> None:
+        """A typed user turn: the same turn machinery, without audio."""
+        if not isinstance(text, str) or not text.strip() or len(text) > MAX_USER_TEXT:
+            raise ValueError(
+                f"user_text needs a non-empty 'text' of at most {MAX_USER_TEXT} characters"
+            )
+        now = round(self.clock.now_ms() * INPUT_RATE / 1000)
+        self._step(tm.TypedTurn(" ".join(text.split()), now))
 
-    def _check_max_utterance(self, now: int) -> None:
-        if (
-            self._endpointer.phase is Phase.SPEAKING
-            and self.clock.sample_ms(now - self._utt_start) > self.config.max_utterance_ms
-        ):
-            self._handle(self._endpointer.force_end(now))
+    def playback(self, turn: int, played_ms: float) -> None:
+        """The client's report of how much of ``turn``'s reply it has played."""
+        for handle in (self._speaking, self._last_handle):
+            if handle is not None and handle.turn == turn:
+                handle.client_played(played_ms)
+                if handle is self._last_handle:
+                    self._step(tm.PlaybackProgress(turn, self._plays_until(handle)))
 
-    # -- transcription ----------------------------------------------------
+    def _plays_until(self, handle: SpeechHandle) -> int:
+        return self.clock.samples + round(handle.remaining_ms() * INPUT_RATE / 1000)
 
-    def _utterance_audio(self, end: int) -> np.ndarray[Any, np.dtype[np.float32]]:
-        return self._buffer.slice(self._utt_start - self._ms_to_samples(PREROLL_MS), end)
+    # -- executing the machine's actions -------------------------------------------------
 
-    def _start_final(self, speech_end: int, now: int, metrics: TurnMetrics) -> FinalDecode:
-        """Decode the utterance up to the VAD's speech end; may become the final transcript."""
-        self._cancel_interim()
-        audio = self._utterance_audio(now)
-        decode = self._decode_final(audio, speech_end, metrics)
-        final = FinalDecode(speech_end, self._spawn(decode, "stt"))
-        self._final = final
-        return final
+    def _step(self, event: tm.MachineEvent) -> None:
+        for action in self.machine.handle(event):
+            self._execute(action)
 
-    async def _decode_final(
-        self, audio: np.ndarray[Any, np.dtype[np.float32]], speech_end: int, metrics: TurnMetrics
-    ) -> str:
+    def _execute(self, action: tm.Action) -> None:
+        if isinstance(action, tm.SpeechStarted):
+            metrics = TurnMetrics(0, self.persona.id, self.config.mode)
+            metrics.stamp("speech_start", self.clock.sample_ms(action.speech_start))
+            self._utterances[action.utterance] = metrics
+            self.port.emit(SpeechActivity(True, round(self.clock.sample_ms(action.at))))
+        elif isinstance(action, tm.SpeechPaused):
+            self.port.emit(SpeechActivity(False, round(self.clock.sample_ms(action.at))))
+        elif isinstance(action, tm.StartDecode):
+            audio = self._audio.slice(action.start, action.end)
+            decode = self._decode(action, audio, self._utterances.get(action.utterance))
+            self._decodes[action.decode_id] = self._spawn(decode, "stt")
+        elif isinstance(action, tm.CancelDecode):
+            if (stale := self._decodes.pop(action.decode_id, None)) is not None:
+                stale.cancel()
+        elif isinstance(action, tm.ShowTranscript):
+            self.port.emit(Transcript(action.text, action.final))
+        elif isinstance(action, tm.StartSpeculation):
+            speaker = self._speaker_for(action.text)
+            self._specs[action.reply_id] = self._new_run(action.text, speaker, Priority.SPECULATIVE)
+        elif isinstance(action, tm.DropSpeculation):
+            if (run := self._specs.pop(action.reply_id, None)) is not None:
+                self._spawn(run.close(), "drop-speculation")
+            if action.utterance is not None and action.utterance in self._utterances:
+                charged = self._utterances[action.utterance]
+                charged.wasted_llm_calls += 1
+                charged.speculative = "miss"
+        elif isinstance(action, tm.CommitTurn):
+            self._commit(action)
+        elif isinstance(action, tm.DiscardUtterance):
+            self._utterances.pop(action.utterance, None)
+            if action.error is not None:
+                self.port.emit(SessionError("stt_failed", action.error))
+        elif isinstance(action, tm.Interrupt):
+            self._interrupt(action.turn)
+
+    async def _decode(
+        self, action: tm.StartDecode, audio: FloatArray, metrics: TurnMetrics | None
+    ) -> None:
         start = self.clock.now_ms()
-        text = await self.engines.stt.transcribe(audio, Priority.STT_FINAL)
-        metrics.stt_calls += 1
-        span = metrics.span("stt_final", start, audio_ms=round(len(audio) / 16))
-        span.end_ms = round(self.clock.now_ms(), 1)
-        current = self._final is not None and self._final.speech_end == speech_end
-        if not current and self._pending is metrics:
-            span.attrs["discarded"] = True  # the user went on speaking after this pause
-        if current and self._endpointer.phase is Phase.PAUSED:
-            complete = looks_complete(text)
-            self._endpointer.set_transcript_complete(complete)
-            if text:
-                await self.send(encode_text(FrameType.TRANSCRIPT, text))
-                # An unfinished-looking thought will most likely go on: speculating on
-                # it would mostly burn CPU the resumed utterance's decode needs.
-                if self.config.speculate and complete:
-                    self._start_speculation(text, metrics)
-            self._handle(self._endpointer.poll(self.clock.samples))
-        return text
-
-    def _maybe_interim(self, now: int) -> None:
-        """Interim transcripts while the user speaks, only when the CPU has nothing better to do."""
-        if (
-            not self.config.interim_stt
-            or self._endpointer.phase is not Phase.SPEAKING
-            or self._interim is not None
-            or self.engines.gate.busy()
-        ):
-            return
-        if self.clock.sample_ms(now - self._last_interim) < self.config.interim_interval_ms:
-            return
-        self._last_interim = now
-        self._interim = self._spawn(self._decode_interim(self._utterance_audio(now)), "interim")
-
-    async def _decode_interim(self, audio: np.ndarray[Any, np.dtype[np.float32]]) -> None:
+        priority = Priority.STT_FINAL if action.final else Priority.SPECULATIVE
         try:
-            text = await self.engines.stt.transcribe(audio, Priority.SPECULATIVE)
-            if self._pending is not None:
-                self._pending.stt_calls += 1
-            if text and self._endpointer.phase is Phase.SPEAKING:
-                await self.send(encode_text(FrameType.TRANSCRIPT, text))
-        except STTError as exc:
-            log.warning("interim decode failed: %s", exc)
+            text = await self.engines.stt.transcribe(audio, priority)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # STTError, or any engine that breaks that contract
+            self._decodes.pop(action.decode_id, None)
+            self._step(tm.DecodeFailed(action.decode_id, str(exc) or "decode failed"))
+            return
+        self._decodes.pop(action.decode_id, None)
+        if metrics is not None:
+            metrics.stt_calls += 1
+            if action.final:
+                span = metrics.span("stt_final", start, audio_ms=round(len(audio) / 16))
+                span.end_ms = round(self.clock.now_ms(), 1)
+                metrics.stamp("final_transcript", self.clock.now_ms(), overwrite=True)
+        self._step(tm.DecodeLanded(action.decode_id, text))
+
+    def _commit(self, action: tm.CommitTurn) -> None:
+        metrics = None
+        if action.utterance is not None:
+            metrics = self._utterances.pop(action.utterance, None)
+        if metrics is None:  # a typed turn
+            metrics = TurnMetrics(0, self.persona.id, self.config.mode)
+            metrics.stamp("final_transcript", self.clock.sample_ms(action.committed_at))
+        metrics.turn = action.turn
+        metrics.transcript = action.text
+        metrics.stamp("speech_end", self.clock.sample_ms(action.speech_end))
+        metrics.stamp("committed", self.clock.sample_ms(action.committed_at))
+        run = self._specs.pop(action.reply_id, None) if action.reply_id is not None else None
+        self._queue.put_nowait(QueuedTurn(action.turn, action.text, metrics, run))
+
+    def _interrupt(self, turn: int) -> None:
+        """Stop ``turn``'s reply now; keep in the history only what the user heard."""
+        handle = next(
+            (h for h in (self._speaking, self._last_handle) if h is not None and h.turn == turn),
+            None,
+        )
+        if handle is None:  # still queued: it will end at once when its turn comes
+            self._skip.add(turn)
+            return
+        if handle.interrupted:
+            return
+        played, source, heard = handle.interrupt()
+        handle.heard = heard
+        handle.metrics.interrupted = True
+        handle.metrics.playback = source
+        if handle is self._last_handle:
+            # The turn was already finished and logged: correct what it said.
+            self._correct_last_reply(handle.run.speaker_id, heard)
+        self.port.emit(Interrupted(turn, round(played), heard, source))
+
+    # -- the speech queue ------------------------------------------------------------------
+
+    async def _speaker(self) -> None:
+        while True:
+            queued = await self._queue.get()
+            await self._serve(queued)
+
+    async def _serve(self, queued: QueuedTurn) -> None:
+        """Speak one committed turn; always ends with its metrics and DONE."""
+        run = self._reply_for(queued)
+        handle = SpeechHandle(
+            turn=queued.turn,
+            run=run,
+            metrics=queued.metrics,
+            port=self.port,
+            clock=self.clock,
+            rate=self.engines.tts.sample_rate,
+            lead_ms=self.config.output_lead_ms,
+            filler=self._filler_for(run),
+        )
+        self._speaking = handle
+        self.port.emit(TurnStarted(queued.turn, queued.text))
+        try:
+            if queued.turn in self._skip:
+                self._skip.discard(queued.turn)
+                handle.heard = ""
+                handle.interrupted = handle.metrics.interrupted = True
+                self.port.emit(Interrupted(queued.turn, 0, "", "estimate"))
+            else:
+                handle.task = asyncio.create_task(handle.play(), name=f"{self.id}-play")
+                await self._wait_play(handle)
         finally:
-            self._interim = None
+            self._speaking = None
+            await run.close()
+            self._finish_turn(handle)
 
-    def _cancel_interim(self) -> None:
-        if self._interim is not None:
-            self._interim.cancel()
-            self._interim = None
+    async def _wait_play(self, handle: SpeechHandle) -> None:
+        task = handle.task
+        assert task is not None
+        try:
+            await asyncio.wait({task})
+        except asyncio.CancelledError:  # the session is closing: stop the play first
+            await cancel_and_wait(task)
+            raise
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.error("session %s: playing turn %d failed", self.id, handle.turn, exc_info=exc)
+            handle.error = handle.error or f"internal: {exc}"
 
-    # -- replies ----------------------------------------------------------
+    def _reply_for(self, queued: QueuedTurn) -> ReplyRun:
+        """The promoted speculative reply if it still answers this turn, else a new one."""
+        speaker = self._speaker_for(queued.text)
+        history = self.histories.get(speaker.id, [])
+        run = queued.run
+        if run is not None and (run.speaker_id != speaker.id or run.history_len != len(history)):
+            # Built on another speaker or on a history that has grown since: stale.
+            self._spawn(run.close(), "drop-speculation")
+            queued.metrics.wasted_llm_calls += 1
+            queued.metrics.speculative = "miss"
+            run = None
+        if run is None:
+            run = self._new_run(queued.text, speaker, Priority.LLM_LIVE)
+        else:
+            queued.metrics.speculative = "hit"
+        run.promote(queued.metrics)
+        return run
 
     def _speaker_for(self, text: str) -> Persona:
         """Who answers: in a room, the one addressed by name, else the room's policy."""
@@ -439,15 +408,14 @@ class Session:
         floor = choose_speaker(text, self.room, self._last_speaker)
         return self.engines.persona(floor.persona_id)
 
-    def _new_run(self, text: str, metrics: TurnMetrics, priority: Priority) -> ReplyRun:
-        speaker = self._speaker_for(text)
-        names = [p.name for p in self.room] if len(self.room) > 1 else []
+    def _new_run(self, text: str, speaker: Persona, priority: Priority) -> ReplyRun:
+        history = self.histories.setdefault(speaker.id, [])
         prompt = self.assembler.assemble(
             speaker,
-            self.histories.setdefault(speaker.id, []),
+            history,
             text,
             memory_summary=self._summaries.get(speaker.id, ""),
-            speaker_names=names,
+            speaker_names=[p.name for p in self.room] if len(self.room) > 1 else [],
         )
         request = LLMRequest(
             speaker.id,
@@ -456,153 +424,73 @@ class Session:
             priority=PriorityRef(priority),
             conversation_id=self.id,
         )
-        metrics.llm = LLMUsage()
-        metrics.persona = speaker.id
         return ReplyRun(
             llm=self.engines.llm,
             tts=self.engines.tts,
             request=request,
             voice=speaker.voice,
-            metrics=metrics,
             clock=self.clock,
-            send=self.send,
             clauses=self.config.clause_chunking,
             answering=text,
+            history_len=len(history),
+            mode=self.config.mode,
         )
 
-    def _start_speculation(self, text: str, metrics: TurnMetrics) -> None:
-        if self._spec is not None and normalize(self._spec.answering) == normalize(text):
-            return
-        self._drop_speculation(metrics)
-        self._spec = self._new_run(text, metrics, Priority.SPECULATIVE)
-
-    def _drop_speculation(self, metrics: TurnMetrics | None) -> None:
-        spec, self._spec = self._spec, None
-        if spec is None:
-            return
-        if metrics is not None:
-            metrics.wasted_llm_calls += 1
-            for name in LLM_STAMPS:
-                metrics.stamps.pop(name, None)
-            for span in metrics.spans:
-                if span.stage in ("llm", "tts"):
-                    span.attrs["discarded"] = True
-        self._spawn(spec.cancel(), "cancel-spec")
-
-    def _discard_pending(self, why: str) -> None:
-        """The user went on speaking: the decode and speculation of that pause are void."""
-        self._final = None
-        self._drop_speculation(self._pending)
-        log.debug("session %s: pending work discarded (%s)", self.id, why)
-
-    def _end_of_turn(self, event: TurnEvent) -> None:
-        """Synchronous part of the commit: claim the utterance before its audio is trimmed."""
-        metrics, self._pending = self._pending, None
-        if metrics is None:
-            return
-        final = self._final if self._final and self._final.speech_end == event.speech_end else None
-        if final is None:  # sequential mode, or a forced end while speaking
-            final = self._start_final(event.speech_end, event.sample, metrics)
-        self._final = None
-        self._spawn(self._commit(event, final, metrics), "commit")
-
-    async def _commit(self, event: TurnEvent, final: FinalDecode, metrics: TurnMetrics) -> None:
-        metrics.stamp("speech_end", self.clock.sample_ms(event.speech_end))
-        metrics.stamp("committed", self.clock.sample_ms(event.sample))
-        try:
-            text = await final.task
-        except Exception as exc:  # STTError, or any engine that breaks that contract
-            self._drop_speculation(metrics)
-            await self.send_error("stt_failed", str(exc) or "decode cancelled")
-            return
-        metrics.stamp("final_transcript", self.clock.now_ms())
-        speech_ms = self.clock.sample_ms(event.speech_end - self._utt_start)
-        replying = self._reply is not None and time.monotonic() < self._reply.playing_until()
-        if not text or (replying and speech_ms < self.config.interrupt_min_ms):
-            self._drop_speculation(None)  # noise, or a cough over the reply: not a turn
-            return
-        await self.send(encode_text(FrameType.TRANSCRIPT, text, FLAG_FINAL))
-        await self._answer(text, metrics)
-
-    async def _commit_text(self, text: str) -> None:
-        """A typed user turn (EVENT user_text): the same turn machinery, without audio."""
-        metrics = TurnMetrics(self.turns + 1, self.persona.id, self.config.mode)
-        now = self.clock.now_ms()
-        for name in ("speech_end", "committed", "final_transcript"):
-            metrics.stamp(name, now)
-        await self._answer(text, metrics)
-
-    async def _answer(self, text: str, metrics: TurnMetrics) -> None:
-        """Promote the speculative reply if it answers this text, else start one; speak it."""
-        await self._interrupt()  # a new committed turn ends whatever was still playing
-        self.turns += 1
-        metrics.turn = self.turns
-        metrics.transcript = text
-        await self.send_event({"type": "turn_start", "turn": metrics.turn, "text": text})
-        run = self._spec
-        self._spec = None
-        same_speaker = run is not None and run.request.persona_id == self._speaker_for(text).id
-        if run is not None and same_speaker and normalize(run.answering) == normalize(text):
-            metrics.speculative = "hit"
-        else:
-            if run is not None:
-                self._spec = run
-                self._drop_speculation(metrics)
-                metrics.speculative = "miss"
-            run = self._new_run(text, metrics, Priority.LLM_LIVE)
-        run.commit()
-        self._reply = run
-        filler = self._spawn(self._filler(run), "filler") if self._wants_filler() else None
-        await run.wait()
-        if filler is not None:
-            filler.cancel()
-        await self._finish_turn(run, metrics)
-
-    def _wants_filler(self) -> bool:
-        return self.config.fillers and any(p.fillers for p in self.room)
-
-    def _predicted_wait_ms(self, run: ReplyRun) -> float:
-        """How long until answer audio, judged from this session's recent turns."""
-        if run.has_audio_ready():
-            return 0.0
-        return statistics.median(self._recent_waits) if self._recent_waits else 0.0
-
-    async def _filler(self, run: ReplyRun) -> None:
-        """An acknowledgment when the answer will be slow: at once if recent turns say so,
-        else only once ``filler_after_ms`` has passed without answer audio."""
-        if self._predicted_wait_ms(run) < self.config.filler_after_ms:
-            await asyncio.sleep(self.config.filler_after_ms / 1000)
-        speaker = self.engines.persona(run.request.persona_id)
-        if not speaker.fillers:
-            return
+    def _filler_for(self, run: ReplyRun) -> Filler | None:
+        """An acknowledgment for a slow answer: at once when recent turns predict one,
+        else once ``filler_after_ms`` passes without answer audio."""
+        speaker = self.engines.persona(run.speaker_id)
+        if not self.config.fillers or not speaker.fillers:
+            return None
         text = speaker.fillers[self.turns % len(speaker.fillers)]
         audio = self.engines.fillers.get((speaker.voice, text))
-        if audio is not None:
-            await run.send_filler(text, audio)
+        if audio is None:
+            return None
+        predicted = statistics.median(self._recent_waits) if self._recent_waits else 0.0
+        delay_ms = 0.0 if predicted >= self.config.filler_after_ms else self.config.filler_after_ms
+        return Filler(text, audio, time.monotonic() + delay_ms / 1000.0)
 
-    async def _finish_turn(self, run: ReplyRun, metrics: TurnMetrics) -> None:
+    def _finish_turn(self, handle: SpeechHandle) -> None:
+        """History, memory, trace, metrics and DONE: synchronous, so nothing interleaves."""
+        metrics, run = handle.metrics, handle.run
         wait = metrics.durations().get("answer_after_commit")
-        if wait is not None:
+        if wait is not None and not handle.interrupted:
             self._recent_waits.append(wait)
-        reply = run.heard if run.heard is not None else run.generated.strip()
+        if self.closed and not handle.interrupted:  # cut off by a disconnect or shutdown
+            played, source = handle.played_ms()
+            handle.heard, metrics.playback = handle.heard_text(played), source
+            handle.interrupted = metrics.interrupted = True
+        reply = handle.heard if handle.heard is not None else run.generated.strip()
+        metrics.stamp("reply_end", self.clock.now_ms())
         metrics.reply = reply
-        metrics.error = run.error
-        speaker = run.request.persona_id
+        metrics.error = handle.error or run.error
+        metrics.playback = metrics.playback or handle.played_ms()[1]
+        speaker = run.speaker_id
         for persona_id, messages in exchange_messages(
             self.room, speaker, metrics.transcript, reply
         ).items():
             self.histories.setdefault(persona_id, []).extend(messages)
         self._last_speaker = speaker
-        if self.engines.memory is not None:
-            self._turn_id = self.engines.memory.record_turn(
-                self.id, speaker, metrics.transcript, reply, user=self.user
+        if self.engines.memory_writer is not None:
+            self._turn_ref = self.engines.memory_writer.record_turn(
+                self.id,
+                speaker,
+                metrics.transcript,
+                reply,
+                user=self.user,
+                interrupted=metrics.interrupted,
             )
-        run.logged = True
+        self._last_handle = handle
         event = metrics.event()
         self.engines.trace.write(metrics.record(self.id, event))
-        self._observe(metrics)
-        await self.send_event(event)
-        await self.send(encode(FrameType.DONE))
+        if not metrics.interrupted:
+            self._observe(metrics)
+        if metrics.error:
+            code, _, message = metrics.error.partition(": ")
+            self.port.emit(SessionError(code, message))
+        self.port.emit(TurnReport(handle.turn, event))
+        self.port.emit(TurnDone(handle.turn))
+        self._step(tm.ReplyFinished(handle.turn, self._plays_until(handle)))
 
     def _observe(self, metrics: TurnMetrics) -> None:
         registry = self.engines.registry
@@ -623,50 +511,6 @@ class Session:
         if metrics.error:
             registry.inc("voxgate_turn_errors_total", help_text="Turns that ended with an error")
 
-    # -- interruption -----------------------------------------------------
-
-    def _check_barge_in(self, now: int) -> None:
-        reply = self._reply
-        if reply is None or self._interrupting or self._endpointer.phase is not Phase.SPEAKING:
-            return
-        active = not reply.finished.is_set() or time.monotonic() < reply.playing_until()
-        if not active:
-            self._reply = None
-            return
-        if (
-            self.clock.sample_ms(now - self._endpointer.speech_start)
-            >= self.config.interrupt_min_ms
-        ):
-            self._interrupting = True
-            self._spawn(self._interrupt(), "barge-in")
-
-    async def _interrupt(self) -> None:
-        """Stop the reply now; keep in the history only what the user heard."""
-        run, self._reply = self._reply, None
-        try:
-            if run is None:
-                return
-            playing = not run.finished.is_set() or time.monotonic() < run.playing_until()
-            if not playing:
-                return
-            heard, played_ms = run.heard_text(), run.played_ms()
-            run.heard = heard
-            run.metrics.interrupted = True
-            await run.cancel()
-            if run.logged:
-                # The turn was already finished and logged: correct what it said.
-                self._correct_last_reply(run.request.persona_id, heard)
-            await self.send_event(
-                {
-                    "type": "interrupted",
-                    "turn": run.metrics.turn,
-                    "played_ms": round(played_ms),
-                    "heard": heard,
-                }
-            )
-        finally:
-            self._interrupting = False
-
     def _correct_last_reply(self, speaker_id: str, heard: str) -> None:
         speaker = self.engines.persona(speaker_id)
         for persona_id, history in self.histories.items():
@@ -682,26 +526,43 @@ class Session:
                 history[-1] = replacement
             else:  # nothing was heard: as if it had not been said (see exchange_messages)
                 history.pop()
-        if self.engines.memory is not None and self._turn_id is not None:
-            self.engines.memory.correct_reply(self._turn_id, heard)
+        if self.engines.memory_writer is not None and self._turn_ref is not None:
+            self.engines.memory_writer.correct_reply(self._turn_ref, heard)
 
-    # -- teardown ---------------------------------------------------------
+    # -- tasks and teardown --------------------------------------------------------------------
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
+        task = asyncio.create_task(coro, name=f"{self.id}-{name}")
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error(
+                "session %s task %s failed", self.id, task.get_name(), exc_info=task.exception()
+            )
 
     async def close(self) -> None:
         """Cancel and await every task of the session: nothing outlives the connection."""
+        if self.closed:
+            return
         self.closed = True
-        runs = [r for r in (self._spec, self._reply) if r is not None]
-        self._spec = self._reply = None
+        await cancel_and_wait(self._speaker_task)  # the turn in progress ends as interrupted
+        runs = list(self._specs.values())
+        self._specs.clear()
+        while not self._queue.empty():
+            queued = self._queue.get_nowait()
+            if queued.run is not None:
+                runs.append(queued.run)
         for run in runs:
-            await run.cancel()
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+            await run.close()
+        await cancel_and_wait(*self._tasks)
         self._tasks.clear()
         forget = getattr(self.engines.llm, "forget_conversation", None)
         if forget is not None:  # the embedded engine frees this session's KV slots
-            with contextlib.suppress(Exception):
+            try:
                 await forget(self.id)
+            except Exception:  # freeing is best effort: the slot store evicts by budget anyway
+                log.exception("session %s: freeing KV slots failed", self.id)

@@ -5,11 +5,12 @@ Two tests:
 * ``test_client_against_scripted_server``: the page against a tiny in-test
   server that speaks the protocol from a script (no models). Checks the
   handshake, the mic stream (frame size, 16 kHz real-time pace, not silent),
-  the transcript/reply/waterfall rendering, playback at the right rate and
-  the flush on ``interrupted``.
+  the transcript/reply/waterfall rendering, playback at the right rate, the
+  ``playback`` reports (protocol 2) and the flush on ``interrupted``.
 * ``test_real_conversation``: the page against ``voxgate serve`` with the
   real models: Beckett's voice in, a final transcript on the page, reply
-  audio received and played.
+  audio received and played, and the server's ``metrics`` saying it used the
+  page's playback reports.
 
 Both write a screenshot to the test's tmp dir (path printed).
 """
@@ -17,6 +18,7 @@ Both write a screenshot to the test's tmp dir (path printed).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import math
 import time
@@ -64,6 +66,9 @@ STATE_JS = """JSON.stringify({
   samplesPlayed: voxgate.samplesPlayed,
   contextRate: voxgate.contextRate,
   metrics: voxgate.metrics.length,
+  metricsPlayback: voxgate.metrics.map((m) => m.playback ?? null),
+  protocol: voxgate.protocol,
+  playedMs: voxgate.playedMs,
   errors: voxgate.errors,
   finalText: [...document.querySelectorAll('.transcript.final')]
     .map((e) => e.textContent).join(' '),
@@ -114,6 +119,7 @@ class ScriptedServer:
 
     output_rate: int = 22050
     received: list[Frame] = field(default_factory=list)
+    events: list[tuple[float, dict[str, Any]]] = field(default_factory=list)  # (arrival, EVENT)
     hello: dict[str, Any] = field(default_factory=dict)
     token_seen: str | None = None
     connected: asyncio.Event = field(default_factory=asyncio.Event)
@@ -141,7 +147,7 @@ class ScriptedServer:
             encode_event(
                 {
                     "type": "welcome",
-                    "protocol": 1,
+                    "protocol": self.hello.get("protocol"),
                     "session_id": "scripted",
                     "input_sample_rate": 16000,
                     "output_sample_rate": self.output_rate,
@@ -154,7 +160,10 @@ class ScriptedServer:
         self.connected.set()
         async for msg in ws:
             if msg.type == aiohttp.WSMsgType.BINARY:
-                self.received.append(decode(msg.data))
+                frame = decode(msg.data)
+                self.received.append(frame)
+                if frame.type is FrameType.EVENT:
+                    self.events.append((time.monotonic(), frame.json()))
         self.ended.set()
         return ws
 
@@ -165,6 +174,14 @@ class ScriptedServer:
 
     def chunks(self) -> list[Frame]:
         return [f for f in self.received if f.type is FrameType.AUDIO_CHUNK]
+
+    def playback(self, turn: int) -> list[tuple[float, int]]:
+        """(arrival time, played_ms) of the page's `playback` reports for `turn`."""
+        return [
+            (at, event["played_ms"])
+            for at, event in self.events
+            if event.get("type") == "playback" and event.get("turn") == turn
+        ]
 
 
 def tone(seconds: float, rate: int, hz: float = 440.0) -> bytes:
@@ -203,8 +220,8 @@ async def test_client_against_scripted_server(
         await page.evaluate("document.querySelector('#toggle').click()", user_gesture=True)
         await asyncio.wait_for(server.connected.wait(), 15)
         assert server.token_seen == TOKEN
-        assert server.hello == {"type": "hello", "protocol": 1, "sample_rate": 16000}
-        await wait_state(page, "s.state === 'live'", 10)
+        assert server.hello == {"type": "hello", "protocol": 2, "sample_rate": 16000}
+        assert (await wait_state(page, "s.state === 'live'", 10))["protocol"] == 2
 
         # Mic: 20 ms PCM16 frames at a 16 kHz real-time pace, carrying speech.
         await asyncio.sleep(1.0)  # past the preroll burst sent at READY
@@ -262,6 +279,16 @@ async def test_client_against_scripted_server(
         await asyncio.sleep(0.5)  # everything queued has played by now
         played_s = (await page_state(page))["samplesPlayed"] / state["contextRate"]
         assert abs(played_s - 0.5) < 0.02, f"played {played_s:.3f} s of a 0.5 s reply"
+        # Playback reports: as it plays (protocol: at least every 100 ms), rising, and
+        # a final one at the end of the reply's audio.
+        reports = server.playback(1)
+        positions = [ms for _, ms in reports]
+        assert len(reports) >= 5, reports
+        assert positions == sorted(positions), reports
+        assert abs(positions[-1] - 500) <= 20, reports
+        gaps = sorted(b - a for (a, _), (b, _) in itertools.pairwise(reports))
+        assert gaps[len(gaps) // 2] <= 0.11, f"median gap {gaps[len(gaps) // 2]:.3f} s"
+        assert (await page_state(page))["playedMs"] == {"1": positions[-1]}
         # Speculative LLM work began before the end of speech: the axis shows where speech ended.
         assert await page.evaluate("document.querySelectorAll('.waterfall .zero').length") == 5
         filler = await page.evaluate("document.querySelector('.reply .filler').textContent")
@@ -280,14 +307,28 @@ async def test_client_against_scripted_server(
             *tts_frames(tone(5.0, server.output_rate)),
         )
         start = (await page_state(page))["samplesPlayed"]
-        await wait_state(page, f"s.samplesPlayed > {start}", 5)
-        await server.send(encode_event({"type": "interrupted", "turn": 2, "played_ms": 100}))
+        await wait_state(page, f"s.samplesPlayed > {start} + 0.2 * s.contextRate", 5)
+        interrupted_at = time.monotonic()
+        await server.send(
+            encode_event(
+                {"type": "interrupted", "turn": 2, "played_ms": 100, "playback": "client"}
+            ),
+            # In flight when the server stopped: the interrupted turn's audio is not played.
+            *tts_frames(tone(0.5, server.output_rate)),
+        )
         await asyncio.sleep(0.3)
         stopped_at = (await page_state(page))["samplesPlayed"]
         await asyncio.sleep(0.5)
         assert (await page_state(page))["samplesPlayed"] == stopped_at
         assert stopped_at - start < 2.0 * state["contextRate"]
         assert await page.evaluate("document.querySelectorAll('.agent.interrupted').length") == 1
+        # A final report after the flush, where playback stopped, and none after it.
+        reports = server.playback(2)
+        played_ms = (stopped_at - start) / state["contextRate"] * 1000
+        assert reports and reports[-1][0] > interrupted_at, reports
+        assert abs(reports[-1][1] - played_ms) <= 20, (reports, played_ms)
+        await asyncio.sleep(0.3)
+        assert server.playback(2) == reports
 
         # Errors from the server are shown.
         await server.send(encode_text(FrameType.ERROR, "llm_failed: scripted failure"))
@@ -343,6 +384,10 @@ async def test_real_conversation(
         assert len(words & EXPECTED_WORDS) >= 2, f"transcript {state['finalText']!r}"
         assert state["errors"] == []
         assert any(reply.strip() for reply in state["replies"]), "no reply text streamed"
+        # Protocol 2: the page reported its playback and the server used it.
+        assert state["protocol"] == 2
+        assert state["playedMs"], "no playback reports sent"
+        assert "client" in state["metricsPlayback"], state["metricsPlayback"]
         await page.evaluate("document.querySelector('#toggle').click()", user_gesture=True)
         await page.wait_for("voxgate.state === 'idle'", timeout=5)
         assert page.exceptions == []

@@ -41,7 +41,7 @@ with atheris.instrument_imports(include=["voxgate"]):
     import voxgate.session as session_module
     from voxgate.config import SessionConfig
     from voxgate.protocol.frames import FrameType, ProtocolError, decode, encode, encode_event
-    from voxgate.session import CloseSession, Session
+    from voxgate.transport.binary_protocol import BinaryProtocolSession, CloseSession
 
 from tests.fakes import FakeEngines
 
@@ -101,9 +101,9 @@ class Harness:
         self.inputs = 0
         self.recorder, self.session = self._ready_session()
 
-    def _ready_session(self) -> tuple[Recorder, Session]:
+    def _ready_session(self) -> tuple[Recorder, BinaryProtocolSession]:
         recorder = Recorder()
-        session = Session(FakeEngines(), recorder, SessionConfig(fillers=False))
+        session = BinaryProtocolSession(FakeEngines(), recorder, SessionConfig(fillers=False))
         self.loop.run_until_complete(session.on_message(HELLO))
         assert session.ready
         return recorder, session
@@ -117,7 +117,7 @@ class Harness:
 
     def handshake(self, data: bytes) -> None:
         recorder = Recorder()
-        session = Session(FakeEngines(), recorder, SessionConfig(fillers=False))
+        session = BinaryProtocolSession(FakeEngines(), recorder, SessionConfig(fillers=False))
         real_vad = session_module.SileroStreamVad
         session_module.SileroStreamVad = UnfedVad  # type: ignore[misc,assignment]
         try:

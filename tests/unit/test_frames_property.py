@@ -27,7 +27,7 @@ from voxgate.protocol.frames import (
     encode_event,
     encode_text,
 )
-from voxgate.session import CloseSession, Session
+from voxgate.transport.binary_protocol import BinaryProtocolSession, CloseSession
 
 SLOW = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow], max_examples=60)
 VALID_HELLO: dict[str, Any] = {"type": "hello", "protocol": 1, "sample_rate": 16000}
@@ -175,7 +175,9 @@ def test_decode_raises_only_protocol_errors(data: bytes) -> None:
 class Harness:
     def __init__(self) -> None:
         self.out: list[Frame] = []
-        self.session = Session(FakeEngines(), self._sink, SessionConfig(fillers=False))
+        self.session = BinaryProtocolSession(
+            FakeEngines(), self._sink, SessionConfig(fillers=False)
+        )
 
     async def _sink(self, data: bytes) -> None:
         self.out.append(decode(data))  # everything the server sends must decode

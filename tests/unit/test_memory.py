@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sqlite3
@@ -9,12 +10,22 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from voxgate.personas.memory import DEFAULT_USER, MemoryStore, MemoryStoreError, fact_key
+from voxgate.personas.memory import (
+    DEFAULT_USER,
+    SCHEMA_VERSION,
+    MemoryStore,
+    MemoryStoreError,
+    fact_key,
+)
 from voxgate.personas.memory_update import Fact, extract_facts, summarize
+from voxgate.personas.memory_writer import MemoryWriter
 
 
 @pytest.fixture
@@ -245,3 +256,198 @@ def test_many_likes_do_not_push_the_name_out(store: MemoryStore) -> None:
     assert store.learn("ada", DEFAULT_USER, [Fact("likes:soup", "The user likes soup.")], keep=3)
     assert store.summary("ada") == ("The user's name is Sam. The user likes kale. "
                                     "The user likes soup.")
+
+
+# --------------------------------------------------------------------------- schema v2
+
+
+V1_SCHEMA = """
+CREATE TABLE turns (id INTEGER PRIMARY KEY, session_id TEXT NOT NULL, persona TEXT NOT NULL,
+    user_id TEXT NOT NULL, user_text TEXT NOT NULL, reply_text TEXT NOT NULL,
+    started_at REAL NOT NULL, ended_at REAL NOT NULL);
+CREATE TABLE facts (id INTEGER PRIMARY KEY, persona TEXT NOT NULL, user_id TEXT NOT NULL,
+    fact_key TEXT NOT NULL, fact TEXT NOT NULL, learned_at REAL NOT NULL,
+    UNIQUE (persona, user_id, fact_key));
+CREATE TABLE summaries (persona TEXT NOT NULL, user_id TEXT NOT NULL, summary TEXT NOT NULL,
+    updated_at REAL NOT NULL, PRIMARY KEY (persona, user_id));
+INSERT INTO turns VALUES (1, 's0', 'ada', 'sam', 'old question', 'old answer', 1.0, 2.0);
+INSERT INTO summaries VALUES ('ada', 'sam', 'Sam likes tea.', 2.0);
+PRAGMA user_version=1;
+"""
+
+
+def test_a_v1_database_is_migrated(tmp_path: Path) -> None:
+    path = tmp_path / "memory.db"
+    db = sqlite3.connect(path)
+    db.executescript(V1_SCHEMA)
+    db.close()
+    with MemoryStore(path) as store:
+        assert store._read("PRAGMA user_version")[0][0] == SCHEMA_VERSION == 2
+        (old,) = store.turns()
+        assert (old.user_text, old.reply_text, old.interrupted) == ("old question",
+                                                                    "old answer", False)
+        assert store.summary("ada", "sam") == "Sam likes tea."
+        new = store.log_turn("s1", "ada", "hi", "hel", user="sam", interrupted=True)
+        assert [(t.id, t.interrupted) for t in store.turns()] == [(1, False), (new, True)]
+    with MemoryStore(path) as store:  # reopening a v2 database changes nothing
+        assert len(store.turns()) == 2
+
+
+def test_interrupted_turns_are_marked(store: MemoryStore) -> None:
+    cut = store.record_turn("s1", "ada", "Go on.", "And then", interrupted=True)
+    whole = store.record_turn("s1", "ada", "Tell me a story.", "Once upon a time there was")
+    store.correct_reply(whole, "Once upon", ended_at=123.0)
+    turns = store.turns(session_id="s1")
+    assert [(t.id, t.reply_text, t.interrupted) for t in turns] == [
+        (cut, "And then", True), (whole, "Once upon", True)]
+    assert turns[1].ended_at == 123.0
+
+
+def test_reads_do_not_wait_for_a_write_stuck_on_the_lock(tmp_path: Path) -> None:
+    path = tmp_path / "memory.db"
+    store = MemoryStore(path, busy_timeout_s=10.0)
+    store.update_summary("ada", "sam", "Sam likes tea.")
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+    stuck = threading.Thread(target=store.add_fact, args=("ada", "sam", "Likes jam."))
+    stuck.start()  # waits on the lock, holding the store's write connection
+    try:
+        time.sleep(0.1)
+        started = time.monotonic()
+        assert store.summary("ada", "sam") == "Sam likes tea."
+        assert store.facts("ada", "sam") == []
+        assert time.monotonic() - started < 1.0
+    finally:
+        other.execute("ROLLBACK")
+        stuck.join(timeout=15)
+        other.close()
+    assert store.facts("ada", "sam") == ["Likes jam."]
+    store.close()
+
+
+# --------------------------------------------------------------------------- writer
+
+
+@pytest.fixture
+def writer(store: MemoryStore) -> Iterator[MemoryWriter]:
+    with MemoryWriter(store) as memory:
+        yield memory
+
+
+def test_writer_writes_in_order_on_its_thread(store: MemoryStore) -> None:
+    threads: list[str] = []
+    record_turn = store.record_turn
+
+    def spy(*args: Any, **kwargs: Any) -> int:
+        threads.append(threading.current_thread().name)
+        return record_turn(*args, **kwargs)
+
+    store.record_turn = spy  # type: ignore[method-assign]
+    with MemoryWriter(store) as memory:
+        refs = [memory.record_turn("s1", "ada", f"say {i}", f"reply {i}", user="sam")
+                for i in range(30)]
+        assert memory.flush(timeout=10)
+        assert all(ref.settled for ref in refs)
+    assert [t.user_text for t in store.turns(session_id="s1")] == [f"say {i}" for i in range(30)]
+    assert [t.id for t in store.turns(session_id="s1")] == [ref.id for ref in refs]
+    assert set(threads) == {"voxgate-memory-writer"}
+
+
+def test_writer_does_not_block_while_the_database_is_locked(tmp_path: Path) -> None:
+    path = tmp_path / "memory.db"
+    store = MemoryStore(path, busy_timeout_s=10.0)
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another gateway holds the write lock
+    memory = MemoryWriter(store)
+    try:
+        started = time.monotonic()
+        ref = memory.record_turn("s1", "ada", "My name is Sam.", "Once upon a", user="sam")
+        memory.correct_reply(ref, "Once")  # before the row even exists
+        memory.add_fact("ada", "sam", "Likes tea.")
+        assert time.monotonic() - started < 0.5  # nothing waited for the lock
+        assert ref.id is None and not ref.settled
+        assert not memory.flush(timeout=0.1)
+        assert memory.pending >= 1
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert memory.flush(timeout=15)
+    assert ref.settled and ref.id is not None and ref.wait(0) == ref.id
+    (turn,) = store.turns(session_id="s1")
+    assert (turn.id, turn.reply_text, turn.interrupted) == (ref.id, "Once", True)
+    assert store.facts("ada", "sam") == ["The user's name is Sam.", "Likes tea."]
+    memory.close()
+    store.close()
+
+
+def test_writer_queues_every_kind_of_write(writer: MemoryWriter, store: MemoryStore) -> None:
+    writer.learn("ada", "sam", iter([Fact("name", "The user's name is Sam.")]))
+    writer.add_fact("ada", "sam", "Likes tea.")
+    writer.update_summary("max", "sam", "A summary.")
+    cut = writer.record_turn("s1", "ada", "Hi.", "Hel", user="sam", interrupted=True,
+                             started_at=5.0, ended_at=6.0)
+    assert writer.flush(timeout=10)
+    assert store.facts("ada", "sam") == ["The user's name is Sam.", "Likes tea."]
+    assert store.summary("max", "sam") == "A summary."
+    (turn,) = store.turns(session_id="s1")
+    assert (turn.id, turn.interrupted, turn.started_at, turn.ended_at) == (cut.id, True, 5.0, 6.0)
+
+
+def test_write_errors_are_logged_not_raised(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "memory.db"
+    store = MemoryStore(path, busy_timeout_s=0.05)
+    memory = MemoryWriter(store, locked_retries=0)
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    with caplog.at_level(logging.WARNING, logger="voxgate.personas.memory_writer"):
+        ref = memory.record_turn("s1", "ada", "hello", "hi")
+        memory.correct_reply(ref, "h")
+        assert memory.flush(timeout=10)
+    other.execute("ROLLBACK")
+    other.close()
+    assert ref.settled and ref.id is None
+    assert memory.failures == 1
+    assert any("record_turn failed" in r.message and r.exc_info for r in caplog.records)
+    assert any("cannot correct" in r.message for r in caplog.records)
+    later = memory.record_turn("s1", "ada", "again", "hi")  # the thread is still serving
+    assert memory.flush(timeout=10) and later.id is not None
+    assert [t.user_text for t in store.turns()] == ["again"]
+    memory.close()
+    store.close()
+
+
+def test_a_locked_database_is_tried_again(tmp_path: Path) -> None:
+    path = tmp_path / "memory.db"
+    store = MemoryStore(path, busy_timeout_s=0.05)
+    memory = MemoryWriter(store, locked_retries=200)
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    ref = memory.record_turn("s1", "ada", "hello", "hi")
+    time.sleep(0.3)  # several busy timeouts
+    other.execute("ROLLBACK")
+    other.close()
+    assert memory.flush(timeout=15)
+    assert ref.id is not None and memory.failures == 0
+    memory.close()
+    store.close()
+
+
+def test_close_flushes_is_idempotent_and_drops_later_writes(
+    store: MemoryStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    memory = MemoryWriter(store)
+    refs = [memory.record_turn("s1", "ada", f"{i}", "ok") for i in range(10)]
+    assert memory.close(timeout=10)
+    assert all(ref.id is not None for ref in refs)  # close() flushed first
+    assert not memory._thread.is_alive()
+    assert memory.close(timeout=1) and memory.flush(timeout=1)
+    with caplog.at_level(logging.WARNING, logger="voxgate.personas.memory_writer"):
+        late = memory.record_turn("s1", "ada", "late", "ok")
+        memory.correct_reply(refs[0], "o")
+        memory.add_fact("ada", DEFAULT_USER, "Late.")
+    assert late.settled and late.id is None
+    assert sum("closed" in r.message for r in caplog.records) == 1
+    assert len(store.turns()) == 10 and store.facts("ada") == []  # the store is still open
+    assert store.turns()[0].reply_text == "ok"

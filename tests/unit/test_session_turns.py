@@ -12,53 +12,9 @@ from typing import Any
 import pytest
 
 from tests.fakes import FakeLLM, FakeSTT, FakeTTS, fake_engines, silence, speech
-from voxgate.audio.pcm import FloatArray, float_to_pcm16
+from tests.session_harness import EVER_FAILED, EVER_TRIED, Harness
 from voxgate.config import SessionConfig, sequential_config
-from voxgate.engines import Engines
-from voxgate.protocol.frames import Frame, FrameType, decode, encode, encode_event
-from voxgate.session import Session
-
-FRAME = 320
-
-
-class Harness:
-    def __init__(self, engines: Engines, config: SessionConfig | None = None) -> None:
-        self.frames: list[Frame] = []
-        self.session = Session(engines, self._sink, config or SessionConfig(fillers=False))
-
-    async def _sink(self, data: bytes) -> None:
-        self.frames.append(decode(data))
-
-    async def start(self, config: dict[str, Any] | None = None) -> None:
-        hello: dict[str, Any] = {"type": "hello", "protocol": 1, "sample_rate": 16000}
-        if config:
-            hello["config"] = config
-        await self.session.on_message(encode_event(hello))
-
-    async def feed(self, audio: FloatArray) -> None:
-        for offset in range(0, len(audio), FRAME):
-            chunk = float_to_pcm16(audio[offset : offset + FRAME])
-            await self.session.on_message(encode(FrameType.AUDIO_CHUNK, chunk))
-            for _ in range(3):  # let the session's tasks take their next step
-                await asyncio.sleep(0)
-
-    async def settle(self) -> None:
-        for _ in range(200):
-            await asyncio.sleep(0)
-
-    def events(self, kind: str) -> list[dict[str, Any]]:
-        return [
-            f.json()
-            for f in self.frames
-            if f.type is FrameType.EVENT and f.json().get("type") == kind
-        ]
-
-    def transcripts(self, final: bool) -> list[str]:
-        return [f.text for f in self.frames if f.type is FrameType.TRANSCRIPT and f.final == final]
-
-
-EVER_TRIED = (0.2, 1.35)  # "Ever tried." in beckett.wav (seconds)
-EVER_FAILED = (1.75, 2.95)
+from voxgate.protocol.frames import FrameType, encode_event
 
 
 async def test_two_utterances_are_two_turns_with_speculative_hits() -> None:
@@ -77,7 +33,7 @@ async def test_two_utterances_are_two_turns_with_speculative_hits() -> None:
     # Endpointing on a complete-looking transcript commits at the minimum delay,
     # measured on the audio clock: well before the 1500 ms maximum.
     assert all(m["durations"]["endpointing"] < 600 for m in metrics)
-    await h.session.close()
+    await h.conn.close()
 
 
 async def test_mid_sentence_pause_does_not_end_the_turn() -> None:
@@ -97,7 +53,7 @@ async def test_mid_sentence_pause_does_not_end_the_turn() -> None:
     assert [s["text"] for s in starts] == ["Ever tried and ever failed."]
     # The fragment never reached the LLM: it did not look like a finished thought.
     assert len(llm.requests) == 1
-    await h.session.close()
+    await h.conn.close()
 
 
 async def test_incomplete_transcript_waits_for_the_maximum_delay() -> None:
@@ -109,7 +65,7 @@ async def test_incomplete_transcript_waits_for_the_maximum_delay() -> None:
     await h.settle()
     (metrics,) = h.events("metrics")
     assert 850 <= metrics["durations"]["endpointing"] <= 1000
-    await h.session.close()
+    await h.conn.close()
 
 
 async def test_barge_in_stops_the_reply_and_keeps_only_what_was_heard() -> None:
@@ -131,7 +87,7 @@ async def test_barge_in_stops_the_reply_and_keeps_only_what_was_heard() -> None:
     assert interrupted["heard"] == assistant.content
     assert 0 < len(assistant.content) < len(llm.reply)
     assert llm.reply.startswith(assistant.content)
-    await h.session.close()
+    await h.conn.close()
 
 
 async def test_a_cough_does_not_interrupt() -> None:
@@ -146,7 +102,7 @@ async def test_a_cough_does_not_interrupt() -> None:
     await h.settle()
     assert not h.events("interrupted")
     assert len(h.events("turn_start")) == 1
-    await h.session.close()
+    await h.conn.close()
 
 
 async def test_sequential_mode_waits_then_works_in_order() -> None:
@@ -163,7 +119,7 @@ async def test_sequential_mode_waits_then_works_in_order() -> None:
     assert h.transcripts(final=False) == []  # no interim or early transcripts
     # The final decode started only after the endpointing wait.
     assert metrics["timestamps"]["final_transcript"] >= metrics["timestamps"]["committed"]
-    await h.session.close()
+    await h.conn.close()
 
 
 async def test_close_leaves_no_tasks() -> None:
@@ -172,7 +128,7 @@ async def test_close_leaves_no_tasks() -> None:
     await h.start()
     await h.feed(speech(start_s=EVER_TRIED[0], end_s=EVER_TRIED[1]))
     await h.feed(silence(0.5))
-    await h.session.close()
+    await h.conn.close()
     current = asyncio.current_task()
     leftover = [t for t in asyncio.all_tasks() if t is not current and not t.done()]
     assert leftover == []
@@ -181,16 +137,16 @@ async def test_close_leaves_no_tasks() -> None:
 @pytest.mark.parametrize(
     "hello",
     [
-        {"type": "hello", "protocol": 2, "sample_rate": 16000},
+        {"type": "hello", "protocol": 3, "sample_rate": 16000},
         {"type": "hello", "protocol": 1, "sample_rate": 8000},
     ],
 )
 async def test_bad_hello_is_refused_with_an_error(hello: dict[str, Any]) -> None:
-    from voxgate.session import CloseSession
+    from voxgate.transport.binary_protocol import CloseSession
 
     h = Harness(fake_engines(FakeSTT(lambda s: "")))
     with pytest.raises(CloseSession):
-        await h.session.on_message(encode_event(hello))
+        await h.conn.on_message(encode_event(hello))
     errors = [f.text for f in h.frames if f.type is FrameType.ERROR]
     assert errors and errors[0].split(":")[0] in ("bad_protocol", "bad_sample_rate")
 
@@ -199,17 +155,15 @@ async def test_typed_turns_use_the_same_machinery() -> None:
     llm = FakeLLM("Paris, of course.")
     h = Harness(fake_engines(FakeSTT(lambda s: ""), llm, FakeTTS(ms_per_char=0)))
     await h.start()
-    await h.session.on_message(
-        encode_event({"type": "user_text", "text": " What is  the capital?"})
-    )
+    await h.conn.on_message(encode_event({"type": "user_text", "text": " What is  the capital?"}))
     await h.settle()
     (metrics,) = h.events("metrics")
     assert metrics["transcript"] == "What is the capital?"
     assert metrics["reply"] == "Paris, of course."
     assert llm.requests[0].messages[-1].content == "What is the capital?"
-    await h.session.on_message(encode_event({"type": "user_text", "text": ""}))
+    await h.conn.on_message(encode_event({"type": "user_text", "text": ""}))
     assert any(f.text.startswith("bad_event") for f in h.frames if f.type is FrameType.ERROR)
-    await h.session.close()
+    await h.conn.close()
 
 
 async def test_a_slow_answer_gets_a_filler_that_never_counts_as_the_answer() -> None:
@@ -224,7 +178,7 @@ async def test_a_slow_answer_gets_a_filler_that_never_counts_as_the_answer() -> 
     await engines.warm()  # pre-synthesizes the filler audio
     h = Harness(engines, SessionConfig(fillers=True, filler_after_ms=50))
     await h.start()
-    await h.session.on_message(encode_event({"type": "user_text", "text": "Capital of France?"}))
+    await h.conn.on_message(encode_event({"type": "user_text", "text": "Capital of France?"}))
     for _ in range(100):
         await asyncio.sleep(0.01)
         if h.events("metrics"):
@@ -235,7 +189,7 @@ async def test_a_slow_answer_gets_a_filler_that_never_counts_as_the_answer() -> 
     assert any(not f.flags & FLAG_FILLER for f in audio)  # ...then the answer
     assert metrics["filler"] == "Mm-hmm."
     assert metrics["durations"]["voice_to_voice"] > metrics["durations"]["first_audio"]
-    await h.session.close()
+    await h.conn.close()
 
 
 async def test_a_room_answers_by_name_and_everyone_hears_everything() -> None:
@@ -246,7 +200,7 @@ async def test_a_room_answers_by_name_and_everyone_hears_everything() -> None:
 
     async def say(text: str) -> dict[str, Any]:
         before = len(h.events("metrics"))
-        await h.session.on_message(encode_event({"type": "user_text", "text": text}))
+        await h.conn.on_message(encode_event({"type": "user_text", "text": text}))
         for _ in range(50):
             await h.settle()
             if len(h.events("metrics")) > before:
@@ -267,7 +221,7 @@ async def test_a_room_answers_by_name_and_everyone_hears_everything() -> None:
     # Pip's prompt held everything said before Pip was addressed.
     pip_prompt = [m.content for m in llm.requests[2].messages]
     assert "Max: Happy to help." in pip_prompt
-    await h.session.close()
+    await h.conn.close()
 
 
 async def test_a_reply_cut_off_before_a_word_leaves_no_empty_turn_in_the_history() -> None:
@@ -280,7 +234,7 @@ async def test_a_reply_cut_off_before_a_word_leaves_no_empty_turn_in_the_history
     await h.feed(speech(start_s=EVER_FAILED[0], end_s=EVER_FAILED[1]))  # at once
     assert h.events("interrupted")
     assert all(m.content.strip() for m in h.session.history)
-    await h.session.close()
+    await h.conn.close()
 
 
 async def test_a_dropped_speculation_is_counted_and_leaves_no_trace_in_the_turn() -> None:
@@ -302,4 +256,4 @@ async def test_a_dropped_speculation_is_counted_and_leaves_no_trace_in_the_turn(
     assert [r.messages[-1].content for r in llm.requests][-1] == "Ever tried, ever failed."
     stamps = metrics["timestamps"]
     assert stamps["speech_end"] <= stamps["final_transcript"] <= stamps["reply_end"]
-    await h.session.close()
+    await h.conn.close()

@@ -6,6 +6,8 @@ import numpy as np
 import numpy.typing as npt
 import soxr
 
+from voxgate.audio.ring import AudioRing
+
 FloatArray = npt.NDArray[np.float32]
 Int16Array = npt.NDArray[np.int16]
 
@@ -30,38 +32,19 @@ def resample(samples: FloatArray, rate_in: int, rate_out: int) -> FloatArray:
     return out
 
 
-class SampleBuffer:
-    """A growable float32 buffer addressed by absolute sample index.
+# The utterance buffer's default span: longer than the default ``max_utterance_ms``
+# (30 s) plus pre-roll and the decode that follows the utterance's end.
+SAMPLE_BUFFER_SECONDS = 40
+SAMPLE_BUFFER_RATE = 16_000
 
-    The session keeps the current utterance here; ``trim_before`` drops audio
-    that no decode can need any more, so memory stays bounded in long sessions.
+
+class SampleBuffer(AudioRing):
+    """The session's utterance buffer: an ``AudioRing`` of 40 s at 16 kHz by default.
+
+    Appending a frame no longer grows or copies the whole buffer; audio older
+    than ``capacity`` samples is overwritten, and ``trim_before`` is O(1). A
+    session allowing utterances longer than ~39 s needs a larger ``capacity``.
     """
 
-    def __init__(self) -> None:
-        self._chunks: list[FloatArray] = []
-        self._data: FloatArray = np.zeros(0, dtype=np.float32)
-        self.start = 0  # absolute index of self._data[0]
-
-    @property
-    def end(self) -> int:
-        return self.start + len(self._data) + sum(len(c) for c in self._chunks)
-
-    def append(self, samples: FloatArray) -> None:
-        self._chunks.append(samples)
-
-    def _flatten(self) -> None:
-        if self._chunks:
-            self._data = np.concatenate([self._data, *self._chunks])
-            self._chunks = []
-
-    def slice(self, begin: int, end: int) -> FloatArray:
-        self._flatten()
-        lo = max(begin, self.start) - self.start
-        hi = max(min(end, self.end) - self.start, lo)
-        return self._data[lo:hi].copy()
-
-    def trim_before(self, index: int) -> None:
-        self._flatten()
-        cut = min(max(index - self.start, 0), len(self._data))
-        self._data = self._data[cut:]
-        self.start += cut
+    def __init__(self, capacity: int = SAMPLE_BUFFER_SECONDS * SAMPLE_BUFFER_RATE) -> None:
+        super().__init__(capacity)

@@ -22,7 +22,7 @@ from voxgate.protocol.frames import (
     FrameType,
     encode_event,
 )
-from voxgate.session import Session
+from voxgate.transport.binary_protocol import BinaryProtocolSession
 
 # The client's playback estimate starts a hair before the server's (the server
 # stamps after its send returns): wait this much longer so the next turn never
@@ -71,7 +71,7 @@ class PersonaClient:
 
     def __init__(self, engines: Engines, persona_id: str, config: SessionConfig) -> None:
         self.persona_id = persona_id
-        self.session = Session(engines, self._sink, config)
+        self.session = BinaryProtocolSession(engines, self._sink, config)
         self.sample_rate = engines.tts.sample_rate
         self.records: list[TurnRecord] = []
         self.listen_wait_s = 0.0  # time spent letting replies finish playing

@@ -75,6 +75,8 @@ class TurnMetrics:
     interrupted: bool = False
     filler: str | None = None
     error: str | None = None
+    # What an interruption's truncation used: "client" (its playback reports) or "estimate".
+    playback: str | None = None
 
     def stamp(self, name: str, at_ms: float, overwrite: bool = False) -> None:
         if overwrite or name not in self.stamps:
@@ -135,6 +137,7 @@ class TurnMetrics:
             "interrupted": self.interrupted,
             "filler": self.filler,
             "error": self.error,
+            "playback": self.playback,
         }
 
     def record(self, session_id: str, event: dict[str, Any] | None = None) -> dict[str, Any]:

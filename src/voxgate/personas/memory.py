@@ -11,8 +11,18 @@ database stays consistent); FULL adds an fsync per commit, which would
 stall the asyncio thread for milliseconds on slow disks, for a guarantee a
 conversation log rarely needs. ``durable=True`` buys it anyway.
 
-Writes are short (one row or a handful), so the store is called directly
-from the asyncio thread; a lock makes it safe from other threads too.
+Threads: the store is safe to share (a lock per connection). Writes can
+wait up to ``busy_timeout_s`` for another process holding the database's
+write lock, so the session does not call them on the asyncio thread: it
+queues them on a ``memory_writer.MemoryWriter``, whose one thread owns all
+writes. Reads (``summary``, ``facts``, ``turns``) go through a second,
+read-only connection: in WAL mode a reader never waits for a writer, so a
+read on the asyncio thread is not stuck behind a queued or waiting write
+(it sees what was committed so far).
+
+Schema changes: ``PRAGMA user_version`` is the schema version; ``_setup``
+brings an older database up to date in one transaction (v2 added
+``turns.interrupted``), and a newer one is refused.
 """
 
 from __future__ import annotations
@@ -28,10 +38,10 @@ from typing import Any
 
 from voxgate.personas.memory_update import SUMMARY_FACTS, Fact, extract_facts, summarize
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DEFAULT_USER = "anonymous"
 # Another process holding the write lock (a second gateway on the same file)
-# is waited for this long; longer would freeze the event loop.
+# is waited for this long per attempt (MemoryWriter tries again, on its own thread).
 BUSY_TIMEOUT_S = 2.0
 
 _SCHEMA = """
@@ -43,7 +53,8 @@ CREATE TABLE IF NOT EXISTS turns (
     user_text TEXT NOT NULL,
     reply_text TEXT NOT NULL,
     started_at REAL NOT NULL,
-    ended_at REAL NOT NULL
+    ended_at REAL NOT NULL,
+    interrupted INTEGER NOT NULL DEFAULT 0  -- v2: cut off by barge-in or disconnect
 );
 CREATE INDEX IF NOT EXISTS turns_by_session ON turns (session_id, id);
 CREATE INDEX IF NOT EXISTS turns_by_persona ON turns (persona, id);
@@ -76,6 +87,7 @@ class Turn:
     reply_text: str
     started_at: float  # Unix time
     ended_at: float
+    interrupted: bool = False  # the reply was cut off (barge-in, disconnect)
 
 
 class MemoryStoreError(RuntimeError):
@@ -96,13 +108,19 @@ class MemoryStore:
         self._db = sqlite3.connect(self.path, timeout=busy_timeout_s, isolation_level=None,
                                    check_same_thread=False)
         self._lock = threading.Lock()
+        self._reader: sqlite3.Connection | None = None
+        self._read_lock = threading.Lock()
         try:
             self._setup(durable)
+            self._reader = sqlite3.connect(self.path, timeout=busy_timeout_s,
+                                           isolation_level=None, check_same_thread=False)
+            self._reader.execute("PRAGMA query_only=1")
+            self._reader.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
         except MemoryStoreError:
-            self._db.close()
+            self._close_connections()
             raise
         except sqlite3.DatabaseError as exc:
-            self._db.close()
+            self._close_connections()
             raise MemoryStoreError(f"cannot open memory database {self.path}: {exc}") from exc
 
     def _setup(self, durable: bool) -> None:
@@ -118,7 +136,15 @@ class MemoryStore:
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     db.execute(statement)
+            self._migrate(db)
             db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    @staticmethod
+    def _migrate(db: sqlite3.Connection) -> None:
+        """Bring tables created by an older schema up to date (idempotent)."""
+        columns = {str(row[1]) for row in db.execute("PRAGMA table_info(turns)")}
+        if "interrupted" not in columns:  # v1 -> v2
+            db.execute("ALTER TABLE turns ADD COLUMN interrupted INTEGER NOT NULL DEFAULT 0")
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -133,12 +159,19 @@ class MemoryStore:
             self._db.execute("COMMIT")
 
     def _read(self, sql: str, params: Iterable[object] = ()) -> list[tuple[Any, ...]]:
-        with self._lock:
-            return self._db.execute(sql, tuple(params)).fetchall()
+        assert self._reader is not None
+        with self._read_lock:
+            return self._reader.execute(sql, tuple(params)).fetchall()
 
-    def close(self) -> None:
+    def _close_connections(self) -> None:
+        with self._read_lock:
+            if self._reader is not None:
+                self._reader.close()
         with self._lock:
             self._db.close()
+
+    def close(self) -> None:
+        self._close_connections()
 
     def __enter__(self) -> MemoryStore:
         return self
@@ -150,29 +183,31 @@ class MemoryStore:
 
     def _insert_turn(self, db: sqlite3.Connection, session_id: str, persona: str, user: str,
                      user_text: str, reply_text: str, started_at: float | None,
-                     ended_at: float | None) -> int:
+                     ended_at: float | None, interrupted: bool) -> int:
         now = time.time()
         cursor = db.execute(
             "INSERT INTO turns (session_id, persona, user_id, user_text, reply_text, "
-            "started_at, ended_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "started_at, ended_at, interrupted) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (session_id, persona, user, user_text, reply_text,
              started_at if started_at is not None else now,
-             ended_at if ended_at is not None else now))
+             ended_at if ended_at is not None else now, int(interrupted)))
         return int(cursor.lastrowid or 0)
 
     def log_turn(self, session_id: str, persona: str, user_text: str, reply_text: str, *,
                  user: str = DEFAULT_USER, started_at: float | None = None,
-                 ended_at: float | None = None) -> int:
+                 ended_at: float | None = None, interrupted: bool = False) -> int:
         """Append one turn; returns its id. Times are Unix seconds (default: now)."""
         with self._write() as db:
             return self._insert_turn(db, session_id, persona, user, user_text, reply_text,
-                                     started_at, ended_at)
+                                     started_at, ended_at, interrupted)
 
-    def correct_reply(self, turn_id: int, heard: str) -> None:
-        """The user cut the reply off after it was logged: keep only what was heard."""
+    def correct_reply(self, turn_id: int, heard: str, *, ended_at: float | None = None) -> None:
+        """The user cut the reply off after it was logged: keep only what was heard,
+        and mark the turn interrupted. ``ended_at`` defaults to now."""
         with self._write() as db:
-            db.execute("UPDATE turns SET reply_text = ?, ended_at = ? WHERE id = ?",
-                       (heard, time.time(), turn_id))
+            db.execute("UPDATE turns SET reply_text = ?, ended_at = ?, interrupted = 1 "
+                       "WHERE id = ?",
+                       (heard, ended_at if ended_at is not None else time.time(), turn_id))
 
     def turns(self, *, session_id: str | None = None, persona: str | None = None,
               user: str | None = None, limit: int | None = None) -> list[Turn]:
@@ -185,7 +220,7 @@ class MemoryStore:
                 where.append(f"{column} = ?")
                 params.append(value)
         sql = ("SELECT id, session_id, persona, user_id, user_text, reply_text, started_at, "
-               "ended_at FROM turns")
+               "ended_at, interrupted FROM turns")
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY id DESC"
@@ -193,7 +228,7 @@ class MemoryStore:
             sql += f" LIMIT {int(limit)}"
         rows = self._read(sql, params)
         return [Turn(int(r[0]), str(r[1]), str(r[2]), str(r[3]), str(r[4]), str(r[5]),
-                     float(r[6]), float(r[7])) for r in reversed(rows)]
+                     float(r[6]), float(r[7]), bool(r[8])) for r in reversed(rows)]
 
     # -- what a persona knows about a user --------------------------------
 
@@ -254,11 +289,12 @@ class MemoryStore:
 
     def record_turn(self, session_id: str, persona: str, user_text: str, reply_text: str, *,
                     user: str = DEFAULT_USER, started_at: float | None = None,
-                    ended_at: float | None = None, keep: int = SUMMARY_FACTS) -> int:
+                    ended_at: float | None = None, interrupted: bool = False,
+                    keep: int = SUMMARY_FACTS) -> int:
         """The per-turn call: log the turn and learn from what the user said, atomically
         (the heuristic of memory_update.extract_facts; no LLM call)."""
         with self._write() as db:
             turn_id = self._insert_turn(db, session_id, persona, user, user_text, reply_text,
-                                        started_at, ended_at)
+                                        started_at, ended_at, interrupted)
             self._learn(db, persona, user, extract_facts(user_text), keep)
             return turn_id

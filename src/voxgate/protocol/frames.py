@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2 adds the client's playback reports; 1 is still accepted
 HEADER_SIZE = 2
 # 1 MiB keeps one frame well above any sane audio chunk (20 ms at 16 kHz is
 # 640 bytes) while bounding what a single message can make us buffer.

@@ -21,8 +21,9 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from voxgate.config import SessionConfig, sequential_config
 from voxgate.engines import Engines, load_default_engines
-from voxgate.protocol.frames import MAX_FRAME_BYTES, FrameType, encode_text
-from voxgate.session import INPUT_RATE, CloseSession, Session
+from voxgate.protocol.frames import MAX_FRAME_BYTES
+from voxgate.session import INPUT_RATE
+from voxgate.transport.binary_protocol import BinaryProtocolSession, CloseSession
 from voxgate.transport.limits import Admission, AudioRateLimiter, audio_samples
 
 log = logging.getLogger("voxgate.server")
@@ -54,7 +55,7 @@ SETTINGS: web.AppKey[GatewaySettings] = web.AppKey("settings", GatewaySettings)
 
 @dataclass
 class LiveSessions:
-    sessions: set[Session] = field(default_factory=set)
+    sessions: set[BinaryProtocolSession] = field(default_factory=set)
     # Their sockets, so that shutdown can close them: an open WebSocket otherwise holds
     # runner.cleanup() for aiohttp's whole shutdown timeout.
     sockets: set[web.WebSocketResponse] = field(default_factory=set)
@@ -141,7 +142,7 @@ async def voice_socket(request: web.Request) -> web.StreamResponse:
         raise web.HTTPServiceUnavailable(text=f"server full ({settings.max_sessions} sessions)")
     ws = web.WebSocketResponse(max_msg_size=WS_HARD_LIMIT, heartbeat=30)
     await ws.prepare(request)
-    session = Session(request.app[ENGINES], ws.send_bytes, settings.base_config)
+    session = BinaryProtocolSession(request.app[ENGINES], ws.send_bytes, settings.base_config)
     sessions.add(session)
     request.app[SESSIONS].sockets.add(ws)
     log.info("session %s opened from %s", session.id, request.remote)
@@ -153,7 +154,7 @@ async def voice_socket(request: web.Request) -> web.StreamResponse:
                 # decodes that would starve the other sessions (docs/protocol.md, rate_limited).
                 admission = limiter.admit(audio_samples(msg.data), time.monotonic())
                 if admission is Admission.DROP_REPORT:
-                    await session.send_error("rate_limited", limiter.report())
+                    session.error("rate_limited", limiter.report())
                 if admission is not Admission.ACCEPT:
                     continue
                 try:
@@ -166,17 +167,13 @@ async def voice_socket(request: web.Request) -> web.StreamResponse:
                 except Exception:
                     # A bug hit by one message costs that message, not the session.
                     log.exception("session %s failed on a message", session.id)
-                    await session.send_error(
+                    session.error(
                         "internal",
                         "the server failed on this message (see its log); the session goes on",
                     )
             elif msg.type is WSMsgType.TEXT:
-                await session.send(
-                    encode_text(
-                        FrameType.ERROR,
-                        "text_message: send binary frames (docs/protocol.md), not text",
-                    )
-                )
+                session.error("text_message", "send binary frames (docs/protocol.md), not text")
+                await session.outbox.flush()
             elif msg.type is WSMsgType.ERROR:
                 log.warning("session %s socket error: %s", session.id, ws.exception())
                 break

@@ -15,7 +15,7 @@ const FrameType = Object.freeze({
 });
 const FLAG_FINAL = 0x01;
 const FLAG_FILLER = 0x02;
-const PROTOCOL_VERSION = 1;
+const PROTOCOL_VERSION = 2;
 const INPUT_RATE = 16000;
 // Mic frames captured before READY are kept (up to 2 s) rather than dropped,
 // so the first words spoken right after pressing Start reach the server.
@@ -56,6 +56,10 @@ const hooks = {
   samplesPlayed: 0, // context-rate samples the player worklet has output
   contextRate: null, // AudioContext sample rate, once started
   metrics: [], // `metrics` events
+  interruptions: [], // `interrupted` events
+  protocol: null, // the version the server agreed in `welcome`
+  playedMs: {}, // turn -> last `playback` position sent (ms of that turn's audio played)
+  playbackSent: 0, // `playback` events sent
   errors: [], // "code: message" strings, server's and our own
   start: () => start(),
   stop: () => stop(),
@@ -152,8 +156,14 @@ const ui = {
     agent.scrollIntoView({ block: 'nearest' });
   },
 
-  interrupted() {
-    if (this.replyCard) this.replyCard.querySelector('.agent').classList.add('interrupted');
+  interrupted(event) {
+    if (!this.replyCard) return;
+    const agent = this.replyCard.querySelector('.agent');
+    agent.classList.add('interrupted');
+    if (num(event.played_ms) !== null) {
+      const source = event.playback ? ` (${event.playback})` : '';
+      agent.title = `interrupted after ${Math.round(event.played_ms)} ms of audio${source}`;
+    }
   },
 
   metrics(m) {
@@ -245,6 +255,7 @@ function renderWaterfall(figure, m) {
       + `${llm.generated_tokens ?? 0} generated`);
   }
   if (m.speculative && m.speculative !== 'none') notes.push(`speculation: ${m.speculative}`);
+  if (m.playback) notes.push(`playback: ${m.playback}`);
   figure.querySelector('.counters').textContent = notes.join(' · ');
   figure.hidden = false;
 }
@@ -268,6 +279,11 @@ class Session {
     this.preroll = [];
     this.ctx = null;
     this.ws = null;
+    this.protocol = 1; // until `welcome` says otherwise: no `playback` reports
+    this.turn = null; // the turn whose reply audio is arriving (from `turn_start`)
+    this.droppedTurn = null; // an interrupted turn: its late audio is not played
+    this.flushedTurn = null; // the turn whose final report waits for the worklet's flush
+    this.played = new Map(); // turn -> context-rate samples of its audio played
   }
 
   async open() {
@@ -285,9 +301,7 @@ class Session {
       numberOfInputs: 0,
       outputChannelCount: [1],
     });
-    this.player.port.onmessage = (event) => {
-      if (event.data.type === 'played') hooks.samplesPlayed += event.data.samples;
-    };
+    this.player.port.onmessage = (event) => this.onPlayer(event.data);
     this.player.connect(this.ctx.destination);
 
     this.stream = await navigator.mediaDevices.getUserMedia({
@@ -309,6 +323,30 @@ class Session {
     this.ws.onopen = () => this.onOpen();
     this.ws.onmessage = (event) => this.onMessage(event.data);
     this.ws.onclose = (event) => this.onClose(event);
+  }
+
+  onPlayer(msg) {
+    if (msg.type === 'played') {
+      hooks.samplesPlayed += msg.samples;
+      if (msg.turn === null) return; // audio before any turn_start: no turn to report
+      this.played.set(msg.turn, (this.played.get(msg.turn) ?? 0) + msg.samples);
+      // The worklet reports about every 50 ms while playing and once when it runs
+      // dry, which covers the protocol's "at least every 100 ms" and the final report.
+      this.sendPlayback(msg.turn);
+    } else if (msg.type === 'flushed' && this.flushedTurn !== null) {
+      this.sendPlayback(this.flushedTurn); // final position, even if nothing played
+      this.flushedTurn = null;
+    }
+  }
+
+  // Protocol 2: tell the server how much of the turn's reply audio was played
+  // (not received), so that it truncates an interrupted reply where the user stopped hearing it.
+  sendPlayback(turn) {
+    if (this.protocol < 2 || !this.ws || this.ws.readyState !== WebSocket.OPEN) return;
+    const playedMs = Math.round(((this.played.get(turn) ?? 0) / this.ctx.sampleRate) * 1000);
+    this.ws.send(encodeEvent({ type: 'playback', turn, played_ms: playedMs }));
+    hooks.playedMs[turn] = playedMs;
+    hooks.playbackSent += 1;
   }
 
   onOpen() {
@@ -356,8 +394,9 @@ class Session {
       }
       case FrameType.TTS_AUDIO: {
         hooks.framesReceived += 1;
+        if (this.turn !== null && this.turn === this.droppedTurn) break;
         const buffer = data.slice(2); // own copy, transferred to the worklet
-        this.player.port.postMessage({ type: 'pcm', buffer }, [buffer]);
+        this.player.port.postMessage({ type: 'pcm', buffer, turn: this.turn }, [buffer]);
         break;
       }
       case FrameType.ERROR:
@@ -388,21 +427,32 @@ class Session {
       case 'welcome':
         // 22050 Hz is Piper's rate, the documented default.
         this.player.port.postMessage({ type: 'rate', rate: num(event.output_sample_rate) ?? 22050 });
+        // A server without `protocol` in `welcome` speaks version 1.
+        this.protocol = num(event.protocol) ?? 1;
+        hooks.protocol = this.protocol;
         ui.agentName = event.persona_name || event.persona || 'Agent';
         break;
       case 'vad':
         ui.setSpeaking(Boolean(event.speaking));
         break;
       case 'turn_start':
+        // The server serializes turns: all audio until the next turn_start is this turn's.
+        this.turn = num(event.turn);
         hooks.replies.push('');
         hooks.fillers.push('');
         ui.turnStart(event.turn, event.text);
         break;
-      case 'interrupted':
-        // Barge-in: the user is talking, silence the agent now.
+      case 'interrupted': {
+        // Barge-in: the user is talking, silence the agent now. Audio of this turn still
+        // in flight is dropped too, so the final report sent after the flush stays final.
+        const turn = num(event.turn) ?? this.turn;
+        this.droppedTurn = turn;
+        this.flushedTurn = turn;
         this.player.port.postMessage({ type: 'flush' });
-        ui.interrupted();
+        hooks.interruptions.push(event);
+        ui.interrupted(event);
         break;
+      }
       case 'metrics':
         hooks.metrics.push(event);
         ui.metrics(event);

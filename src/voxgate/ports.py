@@ -1,0 +1,182 @@
+"""The session's output port: typed messages out, whatever the wire protocol.
+
+The session never encodes frames or JSON. It emits these messages; a
+transport adapter (the binary WebSocket protocol today; an OpenAI-Realtime
+endpoint or a phone bridge next) encodes them at the edge. ``Outbox`` keeps
+them in emission order and writes them from one task, so a slow socket never
+reorders two messages and never blocks the session's decisions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from voxgate.aio import cancel_and_wait
+from voxgate.audio.pcm import Int16Array
+
+log = logging.getLogger("voxgate.ports")
+
+
+@dataclass(frozen=True, slots=True)
+class AudioOut:
+    """Reply audio of ``turn`` at the TTS output rate."""
+
+    pcm: Int16Array
+    turn: int
+    filler: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyText:
+    """Reply text of ``turn``, a clause at a time, sent before that clause's audio."""
+
+    text: str
+    turn: int
+    filler: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Transcript:
+    text: str
+    final: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechActivity:
+    speaking: bool
+    audio_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class TurnStarted:
+    turn: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Interrupted:
+    turn: int
+    played_ms: int
+    heard: str
+    playback: str  # "client": the client's report; "estimate": the server's own model
+
+
+@dataclass(frozen=True, slots=True)
+class TurnReport:
+    """A turn's metrics (``TurnMetrics.event()``), sent when it ends."""
+
+    turn: int
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class TurnDone:
+    turn: int
+
+
+@dataclass(frozen=True, slots=True)
+class SessionError:
+    code: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigChanged:
+    config: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class SessionReady:
+    """The handshake succeeded: who answers, at which rates, with which settings."""
+
+    session_id: str
+    persona: str
+    persona_name: str
+    room: list[dict[str, str]]
+    input_sample_rate: int
+    output_sample_rate: int
+    config: dict[str, Any]
+
+
+OutputMessage = (
+    AudioOut
+    | ReplyText
+    | Transcript
+    | SpeechActivity
+    | TurnStarted
+    | Interrupted
+    | TurnReport
+    | TurnDone
+    | SessionError
+    | ConfigChanged
+    | SessionReady
+)
+
+
+class OutputPort(Protocol):
+    def emit(self, message: OutputMessage) -> None:
+        """Queue a message; never blocks. Messages leave in the order emitted."""
+
+    def drop_audio(self, turn: int) -> None:
+        """Discard audio of ``turn`` that is queued and not yet written (barge-in)."""
+
+
+@dataclass
+class Outbox:
+    """An ``OutputPort`` that encodes with ``encode`` and writes with ``send`` from one task."""
+
+    send: Callable[[bytes], Awaitable[None]]
+    encode: Callable[[OutputMessage], list[bytes]]
+    _queue: deque[OutputMessage] = field(default_factory=deque)
+    _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    _idle: asyncio.Event = field(default_factory=asyncio.Event)
+    _task: asyncio.Task[None] | None = None
+    closed: bool = False
+
+    def emit(self, message: OutputMessage) -> None:
+        if self.closed:
+            return
+        self._queue.append(message)
+        self._idle.clear()
+        self._wake.set()
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._write(), name="outbox")
+
+    def drop_audio(self, turn: int) -> None:
+        kept = [m for m in self._queue if not (isinstance(m, AudioOut) and m.turn == turn)]
+        self._queue.clear()
+        self._queue.extend(kept)
+
+    async def _write(self) -> None:
+        while True:
+            while not self._queue:
+                self._idle.set()
+                self._wake.clear()
+                await self._wake.wait()
+            message = self._queue.popleft()
+            try:
+                for data in self.encode(message):
+                    await self.send(data)
+            except (ConnectionError, RuntimeError) as exc:
+                # The peer is gone: nothing more can be delivered, and nothing should wait.
+                log.debug("outbox: send failed (%s); dropping further output", exc)
+                self.closed = True
+                self._queue.clear()
+                self._idle.set()
+                return
+
+    async def flush(self) -> None:
+        """Wait until everything emitted so far has been written (or the peer is gone)."""
+        if self._queue and not self.closed:
+            await self._idle.wait()
+
+    async def close(self) -> None:
+        self.closed = True
+        self._queue.clear()
+        task, self._task = self._task, None
+        await cancel_and_wait(task)

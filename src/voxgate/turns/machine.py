@@ -1,0 +1,488 @@
+"""The turn machine: one synchronous state machine decides every turn of a session.
+
+``TurnMachine.handle(event) -> list[action]`` has no awaits and no I/O, so
+deciding and acting can never be interleaved with other work: it is race-free
+by construction, and a recorded event sequence replays to the same actions.
+The session only *executes* the actions (starts a decode, starts or drops a
+speculative reply, queues a committed turn, interrupts a reply) and feeds the
+outcomes back as events.
+
+What it owns:
+
+- endpointing on the audio clock (``Endpointer``): speech start, pause,
+  resume, end of turn after the minimum delay on a complete-looking
+  transcript or the maximum delay in any case;
+- the early decode at each pause (it overlaps the endpointing wait) and the
+  interim decodes while the user speaks, when the CPU is idle;
+- speculation: a reply starts on a complete-looking early transcript, is
+  promoted when the turn commits with the same words, dropped otherwise;
+- barge-in (speech over a reply for ``interrupt_min_ms`` interrupts it), the
+  cough rule (a shorter burst over a reply is not a turn) and the utterance cap.
+
+All times are absolute sample indices of the input audio (the audio clock).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from dataclasses import dataclass, field
+
+from voxgate.turns.endpointing import (
+    EndpointConfig,
+    Endpointer,
+    EventKind,
+    Phase,
+    TurnEvent,
+    looks_complete,
+)
+
+# -- events (in) ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class VadWindow:
+    """One VAD window ended at sample ``end``; ``cpu_idle``: nothing waits for the CPU."""
+
+    end: int
+    length: int
+    prob: float
+    cpu_idle: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class DecodeLanded:
+    decode_id: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class DecodeFailed:
+    decode_id: int
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class TypedTurn:
+    text: str
+    now: int
+
+
+@dataclass(frozen=True, slots=True)
+class AudioEnded:
+    """The client closed its audio stream: an utterance in progress ends here."""
+
+    now: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyFinished:
+    """Turn ``turn``'s reply has sent everything; the client plays it until ``plays_until``."""
+
+    turn: int
+    plays_until: int
+
+
+@dataclass(frozen=True, slots=True)
+class PlaybackProgress:
+    """The client (or the server's estimate) says how much of ``turn`` is still to play."""
+
+    turn: int
+    plays_until: int
+
+
+TurnInput = VadWindow | DecodeLanded | DecodeFailed | TypedTurn | AudioEnded | ReplyFinished
+MachineEvent = TurnInput | PlaybackProgress
+
+# -- actions (out) ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechStarted:
+    utterance: int
+    speech_start: int
+    at: int
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechPaused:
+    utterance: int
+    at: int
+
+
+@dataclass(frozen=True, slots=True)
+class StartDecode:
+    """Transcribe input audio ``[start, end)``. A final decode may become the transcript."""
+
+    decode_id: int
+    utterance: int
+    start: int
+    end: int
+    final: bool
+
+
+@dataclass(frozen=True, slots=True)
+class CancelDecode:
+    decode_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class ShowTranscript:
+    text: str
+    final: bool
+
+
+@dataclass(frozen=True, slots=True)
+class StartSpeculation:
+    reply_id: int
+    utterance: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class DropSpeculation:
+    reply_id: int
+    utterance: int | None  # the utterance charged with the wasted call, if still live
+
+
+@dataclass(frozen=True, slots=True)
+class CommitTurn:
+    """Answer ``text`` as turn ``turn``; ``reply_id``: a speculative reply to promote."""
+
+    turn: int
+    text: str
+    utterance: int | None  # None: a typed turn
+    reply_id: int | None
+    speech_end: int
+    committed_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class DiscardUtterance:
+    """An utterance that is not a turn: noise, a cough over the reply, or a failed decode."""
+
+    utterance: int
+    reason: str
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Interrupt:
+    """Stop turn ``turn``'s reply now and keep only what the user heard."""
+
+    turn: int
+
+
+Action = (
+    SpeechStarted
+    | SpeechPaused
+    | StartDecode
+    | CancelDecode
+    | ShowTranscript
+    | StartSpeculation
+    | DropSpeculation
+    | CommitTurn
+    | DiscardUtterance
+    | Interrupt
+)
+
+
+@dataclass(frozen=True, slots=True)
+class MachineConfig:
+    rate: int = 16000
+    endpoint_min_ms: int = 200
+    endpoint_max_ms: int = 1500
+    interrupt_min_ms: int = 300
+    overlap: bool = True  # final decode at the pause, during the endpointing wait
+    speculate: bool = True
+    interim_stt: bool = True
+    interim_interval_ms: int = 1200
+    max_utterance_ms: int = 30000
+    preroll_ms: int = 300  # audio kept before speech start for the decode
+
+
+def normalize(text: str) -> str:
+    """Case and punctuation do not change what the user asked."""
+    return " ".join(re.sub(r"[^\w\s']", " ", text.lower()).split())
+
+
+@dataclass(slots=True)
+class _Decode:
+    decode_id: int
+    utterance: int
+    speech_end: int
+    text: str | None = None  # None until it lands
+    error: str | None = None
+
+
+@dataclass(slots=True)
+class _Held:
+    """A committed utterance waiting for its final transcript."""
+
+    utterance: int
+    decode: _Decode
+    speech_end: int
+    committed_at: int
+    speech_ms: float
+    over_reply: bool
+
+
+@dataclass(slots=True)
+class _Utterance:
+    utterance: int
+    speech_start: int
+    over_reply: bool  # a reply was playing when it started
+    last_interim: int
+    decode: _Decode | None = None  # the early decode of the current pause
+    interim: int | None = None  # decode id of the interim decode in flight
+
+
+@dataclass(slots=True)
+class _Reply:
+    turn: int
+    plays_until: int | None = None  # None: still sending
+
+
+@dataclass(slots=True)
+class TurnMachine:
+    config: MachineConfig = field(default_factory=MachineConfig)
+    endpointer: Endpointer = field(init=False)
+    now: int = 0
+    turns: int = 0  # committed turns so far
+    _ids: int = 0
+    _utt: _Utterance | None = None
+    _held: deque[_Held] = field(default_factory=deque)
+    _spec: tuple[int, int, str] | None = None  # (reply id, utterance, normalized text)
+    _reply: _Reply | None = None  # the last committed turn while its reply may be playing
+
+    def __post_init__(self) -> None:
+        self.endpointer = Endpointer(self._endpoint_config())
+
+    def _endpoint_config(self) -> EndpointConfig:
+        c = self.config
+        return EndpointConfig(c.endpoint_min_ms, c.endpoint_max_ms, c.rate)
+
+    def configure(self, config: MachineConfig) -> None:
+        self.config = config
+        self.endpointer.config = self._endpoint_config()
+
+    def _next_id(self) -> int:
+        self._ids += 1
+        return self._ids
+
+    def _ms(self, samples: int) -> float:
+        return samples * 1000.0 / self.config.rate
+
+    def _samples(self, ms: float) -> int:
+        return int(ms * self.config.rate / 1000)
+
+    # -- queries ---------------------------------------------------------------
+
+    def reply_playing(self) -> bool:
+        """The one answer to "is a reply still playing": from its commit until the client
+        has played its last sample."""
+        reply = self._reply
+        if reply is None:
+            return False
+        return reply.plays_until is None or self.now < reply.plays_until
+
+    def utterance_start(self) -> int | None:
+        """Where the utterance in progress started: decodes may still need audio from there."""
+        return self._utt.speech_start if self._utt is not None else None
+
+    @property
+    def phase(self) -> Phase:
+        return self.endpointer.phase
+
+    # -- the machine -------------------------------------------------------------
+
+    def handle(self, event: MachineEvent) -> list[Action]:
+        actions: list[Action] = []
+        if isinstance(event, VadWindow):
+            self.now = max(self.now, event.end)
+            self._on_window(event, actions)
+        elif isinstance(event, DecodeLanded | DecodeFailed):
+            self._on_decode(event, actions)
+        elif isinstance(event, TypedTurn):
+            self.now = max(self.now, event.now)
+            self._commit(event.text, None, None, event.now, event.now, actions)
+        elif isinstance(event, AudioEnded):
+            self.now = max(self.now, event.now)
+            self._endpoint(self.endpointer.force_end(event.now), actions)
+        elif self._reply is not None and self._reply.turn == event.turn:
+            self._reply.plays_until = event.plays_until  # ReplyFinished, PlaybackProgress
+        return actions
+
+    def _on_window(self, w: VadWindow, actions: list[Action]) -> None:
+        self._endpoint(self.endpointer.update(w.end, w.length, w.prob), actions)
+        utt = self._utt
+        if utt is None or self.endpointer.phase is not Phase.SPEAKING:
+            return
+        speech_ms = self._ms(w.end - utt.speech_start)
+        if self.reply_playing() and speech_ms >= self.config.interrupt_min_ms:
+            assert self._reply is not None
+            actions.append(Interrupt(self._reply.turn))
+            self._reply = None
+        if speech_ms > self.config.max_utterance_ms:
+            self._endpoint(self.endpointer.force_end(w.end), actions)
+            return
+        if (
+            self.config.interim_stt
+            and w.cpu_idle
+            and utt.interim is None
+            and self._ms(w.end - utt.last_interim) >= self.config.interim_interval_ms
+        ):
+            utt.last_interim = w.end
+            utt.interim = self._next_id()
+            start = utt.speech_start - self._samples(self.config.preroll_ms)
+            actions.append(StartDecode(utt.interim, utt.utterance, start, w.end, final=False))
+
+    def _endpoint(self, events: list[TurnEvent], actions: list[Action]) -> None:
+        for event in events:
+            if event.kind is EventKind.SPEECH_START:
+                self._speech_start(event, actions)
+            elif event.kind is EventKind.PAUSE:
+                self._pause(event, actions)
+            elif event.kind is EventKind.RESUME:
+                self._resume(actions)
+            elif event.kind is EventKind.END_OF_TURN:
+                self._end_of_turn(event, actions)
+
+    def _speech_start(self, event: TurnEvent, actions: list[Action]) -> None:
+        utterance = self._next_id()
+        self._utt = _Utterance(utterance, event.speech_start, self.reply_playing(), event.sample)
+        actions.append(SpeechStarted(utterance, event.speech_start, event.sample))
+
+    def _cancel_interim(self, utt: _Utterance, actions: list[Action]) -> None:
+        if utt.interim is not None:
+            actions.append(CancelDecode(utt.interim))
+            utt.interim = None
+
+    def _pause(self, event: TurnEvent, actions: list[Action]) -> None:
+        utt = self._utt
+        if utt is None:
+            return
+        actions.append(SpeechPaused(utt.utterance, event.sample))
+        if not self.config.overlap:
+            return
+        self._cancel_interim(utt, actions)
+        decode = _Decode(self._next_id(), utt.utterance, event.speech_end)
+        utt.decode = decode
+        actions.append(self._decode_action(decode, utt, event.sample))
+
+    def _decode_action(self, decode: _Decode, utt: _Utterance, end: int) -> StartDecode:
+        start = utt.speech_start - self._samples(self.config.preroll_ms)
+        return StartDecode(decode.decode_id, utt.utterance, start, end, final=True)
+
+    def _resume(self, actions: list[Action]) -> None:
+        """The user went on speaking: the decode and speculation of that pause are void."""
+        utt = self._utt
+        if utt is None:
+            return
+        if utt.decode is not None and utt.decode.text is None:
+            actions.append(CancelDecode(utt.decode.decode_id))
+        utt.decode = None
+        self._drop_speculation(actions, charge=utt.utterance)
+
+    def _drop_speculation(self, actions: list[Action], charge: int | None) -> None:
+        if self._spec is not None:
+            actions.append(DropSpeculation(self._spec[0], charge))
+            self._spec = None
+
+    def _drop_speculation_of(self, utterance: int, actions: list[Action]) -> None:
+        if self._spec is not None and self._spec[1] == utterance:
+            self._drop_speculation(actions, charge=None)
+
+    def _end_of_turn(self, event: TurnEvent, actions: list[Action]) -> None:
+        utt, self._utt = self._utt, None
+        if utt is None:
+            return
+        self._cancel_interim(utt, actions)
+        decode = utt.decode
+        if decode is None or decode.speech_end != event.speech_end:
+            # Sequential mode, or a forced end while speaking: decode now.
+            decode = _Decode(self._next_id(), utt.utterance, event.speech_end)
+            actions.append(self._decode_action(decode, utt, event.sample))
+        speech_ms = self._ms(event.speech_end - utt.speech_start)
+        self._held.append(
+            _Held(utt.utterance, decode, event.speech_end, event.sample, speech_ms, utt.over_reply)
+        )
+        self._release_held(actions)
+
+    def _on_decode(self, event: DecodeLanded | DecodeFailed, actions: list[Action]) -> None:
+        utt = self._utt
+        if utt is not None and utt.interim == event.decode_id:
+            utt.interim = None
+            if isinstance(event, DecodeLanded) and event.text and self.phase is Phase.SPEAKING:
+                actions.append(ShowTranscript(event.text, final=False))
+            return
+        decode = self._find_decode(event.decode_id)
+        if decode is None:
+            return  # superseded: its utterance resumed or was discarded
+        if isinstance(event, DecodeLanded):
+            decode.text = event.text
+        else:
+            decode.text, decode.error = "", event.error
+        if utt is not None and utt.decode is decode and self.phase is Phase.PAUSED:
+            self._early_transcript(utt, decode, actions)
+        self._release_held(actions)
+
+    def _find_decode(self, decode_id: int) -> _Decode | None:
+        live = self._utt.decode if self._utt is not None else None
+        if live is not None and live.decode_id == decode_id:
+            return live
+        return next((h.decode for h in self._held if h.decode.decode_id == decode_id), None)
+
+    def _early_transcript(self, utt: _Utterance, decode: _Decode, actions: list[Action]) -> None:
+        """The pause's decode landed before the commit: judge it, maybe speculate on it."""
+        text = decode.text or ""
+        complete = looks_complete(text)
+        self.endpointer.set_transcript_complete(complete)
+        if text:
+            actions.append(ShowTranscript(text, final=False))
+            # An unfinished-looking thought will most likely go on: speculating on it
+            # would mostly burn CPU that the resumed utterance's decode needs.
+            if self.config.speculate and complete:
+                key = normalize(text)
+                if self._spec is None or self._spec[2] != key:
+                    self._drop_speculation(actions, charge=utt.utterance)
+                    reply_id = self._next_id()
+                    self._spec = (reply_id, utt.utterance, key)
+                    actions.append(StartSpeculation(reply_id, utt.utterance, text))
+        self._endpoint(self.endpointer.poll(self.now), actions)
+
+    def _release_held(self, actions: list[Action]) -> None:
+        """Committed utterances become turns in order, each once its transcript has landed."""
+        while self._held and self._held[0].decode.text is not None:
+            held = self._held.popleft()
+            text = held.decode.text or ""
+            cough = held.over_reply and held.speech_ms < self.config.interrupt_min_ms
+            if held.decode.error is not None or not text or cough:
+                self._drop_speculation_of(held.utterance, actions)
+                reason = "failed" if held.decode.error else "cough" if cough else "no words"
+                actions.append(DiscardUtterance(held.utterance, reason, held.decode.error))
+                continue
+            actions.append(ShowTranscript(text, final=True))
+            self._commit(text, held.utterance, held.speech_end, held.committed_at, None, actions)
+
+    def _commit(
+        self,
+        text: str,
+        utterance: int | None,
+        speech_end: int | None,
+        committed_at: int,
+        typed_at: int | None,
+        actions: list[Action],
+    ) -> None:
+        if self._reply is not None and self.reply_playing():
+            actions.append(Interrupt(self._reply.turn))  # a new turn ends the one playing
+        reply_id = None
+        if self._spec is not None and utterance is not None and self._spec[1] == utterance:
+            if self._spec[2] == normalize(text):
+                reply_id, self._spec = self._spec[0], None
+            else:
+                self._drop_speculation(actions, charge=utterance)
+        self.turns += 1
+        self._reply = _Reply(self.turns)
+        end = speech_end if speech_end is not None else (typed_at or committed_at)
+        actions.append(CommitTurn(self.turns, text, utterance, reply_id, end, committed_at))

@@ -1,0 +1,207 @@
+"""The turn machine, driven by event sequences: every decision is an action we can assert."""
+
+from __future__ import annotations
+
+from voxgate.turns import machine as tm
+
+W = 512  # one Silero window (32 ms at 16 kHz)
+
+
+class Driver:
+    """Feeds VAD windows on a synthetic clock and collects the machine's actions."""
+
+    def __init__(self, **config: object) -> None:
+        self.m = tm.TurnMachine(tm.MachineConfig(**config))  # type: ignore[arg-type]
+        self.t = 0
+        self.actions: list[tm.Action] = []
+
+    def windows(self, prob: float, n: int, cpu_idle: bool = True) -> list[tm.Action]:
+        out: list[tm.Action] = []
+        for _ in range(n):
+            self.t += W
+            out += self.m.handle(tm.VadWindow(self.t, W, prob, cpu_idle))
+        self.actions += out
+        return out
+
+    def send(self, event: tm.MachineEvent) -> list[tm.Action]:
+        out = self.m.handle(event)
+        self.actions += out
+        return out
+
+    def of(self, kind: type) -> list[tm.Action]:
+        return [a for a in self.actions if isinstance(a, kind)]
+
+    def last_final_decode(self) -> tm.StartDecode:
+        return [a for a in self.of(tm.StartDecode) if isinstance(a, tm.StartDecode) and a.final][-1]
+
+
+def ms(n_windows: int) -> int:
+    return n_windows * 32
+
+
+def test_early_decode_then_speculation_then_commit_promotes_it() -> None:
+    d = Driver(interim_stt=False)
+    d.windows(0.9, 30)
+    d.windows(0.0, 4)  # 128 ms of silence: a pause
+    decode = d.last_final_decode()
+    assert not d.of(tm.CommitTurn)
+    spec = d.send(tm.DecodeLanded(decode.decode_id, "Ever tried."))
+    (start,) = [a for a in spec if isinstance(a, tm.StartSpeculation)]
+    # Speculation starts when the transcript lands, before the minimum delay has passed.
+    assert not d.of(tm.CommitTurn)
+    d.windows(0.0, 5)
+    (commit,) = d.of(tm.CommitTurn)
+    assert isinstance(commit, tm.CommitTurn)
+    assert commit.reply_id == start.reply_id and commit.text == "Ever tried." and commit.turn == 1
+    assert not d.of(tm.DropSpeculation)
+
+
+def test_speech_resuming_cancels_the_decode_and_drops_the_speculation() -> None:
+    d = Driver(interim_stt=False, endpoint_min_ms=1000)
+    d.windows(0.9, 20)
+    d.windows(0.0, 4)
+    first = d.last_final_decode()
+    d.send(tm.DecodeLanded(first.decode_id, "Ever tried."))
+    (spec,) = d.of(tm.StartSpeculation)
+    d.windows(0.9, 20)  # the user goes on
+    assert any(isinstance(a, tm.DropSpeculation) and a.reply_id == spec.reply_id
+               for a in d.actions)  # fmt: skip
+    d.windows(0.0, 4)
+    second = d.last_final_decode()
+    assert second.decode_id != first.decode_id
+    d.send(tm.DecodeLanded(second.decode_id, "Ever tried, ever failed."))
+    d.windows(0.0, 40)
+    (commit,) = d.of(tm.CommitTurn)
+    assert isinstance(commit, tm.CommitTurn)
+    assert commit.text == "Ever tried, ever failed."
+    assert commit.reply_id != spec.reply_id  # a new speculation, promoted
+
+
+def test_a_late_decode_of_a_resumed_pause_is_ignored() -> None:
+    d = Driver(interim_stt=False)
+    d.windows(0.9, 20)
+    d.windows(0.0, 4)
+    stale = d.last_final_decode()
+    d.windows(0.9, 10)
+    assert any(isinstance(a, tm.CancelDecode) and a.decode_id == stale.decode_id
+               for a in d.actions)  # fmt: skip
+    assert d.send(tm.DecodeLanded(stale.decode_id, "Ever tried.")) == []
+
+
+def test_commit_at_max_delay_waits_for_a_slow_decode() -> None:
+    d = Driver(interim_stt=False, endpoint_max_ms=640)
+    d.windows(0.9, 20)
+    d.windows(0.0, 30)  # past the maximum delay, the decode has not landed
+    assert not d.of(tm.CommitTurn)
+    decode = d.last_final_decode()
+    d.send(tm.DecodeLanded(decode.decode_id, "and then"))
+    (commit,) = d.of(tm.CommitTurn)
+    assert isinstance(commit, tm.CommitTurn) and commit.text == "and then"
+
+
+def test_no_words_is_not_a_turn() -> None:
+    d = Driver(interim_stt=False, endpoint_max_ms=640)
+    d.windows(0.9, 10)
+    d.windows(0.0, 30)
+    d.send(tm.DecodeLanded(d.last_final_decode().decode_id, ""))
+    assert not d.of(tm.CommitTurn)
+    assert [a.reason for a in d.of(tm.DiscardUtterance)] == ["no words"]  # type: ignore[attr-defined]
+
+
+def test_a_failed_decode_is_discarded_with_its_error() -> None:
+    d = Driver(interim_stt=False, endpoint_max_ms=640)
+    d.windows(0.9, 10)
+    d.windows(0.0, 30)
+    d.send(tm.DecodeFailed(d.last_final_decode().decode_id, "boom"))
+    (discard,) = d.of(tm.DiscardUtterance)
+    assert isinstance(discard, tm.DiscardUtterance) and discard.error == "boom"
+
+
+def _commit_one(d: Driver, text: str = "Hello there.") -> tm.CommitTurn:
+    d.windows(0.9, 20)
+    d.windows(0.0, 4)
+    d.send(tm.DecodeLanded(d.last_final_decode().decode_id, text))
+    d.windows(0.0, 10)
+    commit = d.of(tm.CommitTurn)[-1]
+    assert isinstance(commit, tm.CommitTurn)
+    return commit
+
+
+def test_barge_in_interrupts_after_the_minimum_speech() -> None:
+    d = Driver(interim_stt=False, interrupt_min_ms=300)
+    commit = _commit_one(d)
+    assert d.m.reply_playing()  # from the commit on, before any audio
+    out = d.windows(0.9, 8)  # 256 ms of speech (two windows to be believed)
+    assert not [a for a in out if isinstance(a, tm.Interrupt)]
+    out = d.windows(0.9, 3)
+    assert [a for a in out if isinstance(a, tm.Interrupt)] == [tm.Interrupt(commit.turn)]
+    assert not d.m.reply_playing()
+
+
+def test_a_cough_over_the_reply_is_not_a_turn_even_before_the_first_audio() -> None:
+    d = Driver(interim_stt=False, interrupt_min_ms=300)
+    _commit_one(d)
+    d.windows(0.9, 5)  # 160 ms: a cough, while the reply is still being generated
+    d.windows(0.0, 4)
+    d.send(tm.DecodeLanded(d.last_final_decode().decode_id, "Hm."))
+    d.windows(0.0, 50)
+    assert len(d.of(tm.CommitTurn)) == 1
+    assert not d.of(tm.Interrupt)
+    assert [a.reason for a in d.of(tm.DiscardUtterance)] == ["cough"]  # type: ignore[attr-defined]
+
+
+def test_the_reply_stops_playing_when_the_client_has_played_it() -> None:
+    d = Driver(interim_stt=False)
+    commit = _commit_one(d)
+    d.send(tm.ReplyFinished(commit.turn, plays_until=d.t + 10 * W))
+    assert d.m.reply_playing()
+    d.windows(0.0, 11)
+    assert not d.m.reply_playing()
+    # Speech now is a new turn, not a barge-in.
+    d.windows(0.9, 20)
+    assert not d.of(tm.Interrupt)
+
+
+def test_two_typed_turns_interrupt_in_order() -> None:
+    d = Driver()
+    first = d.send(tm.TypedTurn("one", 0))
+    second = d.send(tm.TypedTurn("two", 10))
+    assert [type(a) for a in first] == [tm.CommitTurn]
+    assert second[0] == tm.Interrupt(1)
+    assert isinstance(second[1], tm.CommitTurn) and second[1].turn == 2
+
+
+def test_sequential_mode_decodes_only_after_the_commit() -> None:
+    d = Driver(overlap=False, speculate=False, interim_stt=False,
+               endpoint_min_ms=500, endpoint_max_ms=500)  # fmt: skip
+    d.windows(0.9, 20)
+    d.windows(0.0, 10)
+    assert not d.of(tm.StartDecode)
+    d.windows(0.0, 10)
+    decode = d.last_final_decode()
+    d.send(tm.DecodeLanded(decode.decode_id, "Ever tried."))
+    assert not d.of(tm.StartSpeculation)
+    assert len(d.of(tm.CommitTurn)) == 1
+
+
+def test_interim_decodes_only_when_the_cpu_is_idle_and_one_at_a_time() -> None:
+    d = Driver(interim_interval_ms=300)
+    d.windows(0.9, 30, cpu_idle=False)
+    assert not d.of(tm.StartDecode)
+    d.windows(0.9, 30)
+    interims = [a for a in d.of(tm.StartDecode) if isinstance(a, tm.StartDecode) and not a.final]
+    assert len(interims) == 1  # the first is still in flight
+    shown = d.send(tm.DecodeLanded(interims[0].decode_id, "Ever"))
+    assert shown == [tm.ShowTranscript("Ever", final=False)]
+    d.windows(0.9, 10)
+    assert len([a for a in d.of(tm.StartDecode) if not a.final]) == 2  # type: ignore[attr-defined]
+
+
+def test_the_utterance_cap_ends_a_turn_that_never_pauses() -> None:
+    d = Driver(interim_stt=False, max_utterance_ms=1000)
+    d.windows(0.9, 40)
+    first = d.of(tm.StartDecode)[0]
+    assert isinstance(first, tm.StartDecode) and first.final
+    assert ms(first.end // W) <= 1100  # cut at the cap, not at the end of the talking
+    d.send(tm.DecodeLanded(first.decode_id, "blah blah"))
+    assert len(d.of(tm.CommitTurn)) == 1
