@@ -28,10 +28,15 @@ from voxgate.tts.chunker import TextChunker
 
 @dataclass(frozen=True, slots=True)
 class Piece:
-    """A clause: its text and its audio (None when synthesis failed: text only)."""
+    """A clause: its text and its audio (None when synthesis failed: text only).
+
+    ``delta`` is the raw reply text to show with it, spacing intact (the clause
+    text is trimmed for synthesis); it may be empty or run ahead of the clause.
+    """
 
     text: str
     audio: Int16Array | None
+    delta: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +68,8 @@ class ReplyRun:
         self.usage = LLMUsage()
         self.metrics.llm = self.usage
         self._chunker = TextChunker(clauses=clauses)
-        self._clauses: asyncio.Queue[str | None] = asyncio.Queue()
+        self._clauses: asyncio.Queue[tuple[str, str] | None] = asyncio.Queue()
+        self._unshown = ""  # raw text generated and not yet attached to a clause
         self._items: asyncio.Queue[ReplyItem] = asyncio.Queue()
         self._tts_priority = PriorityRef(Priority.SPECULATIVE)
         self.generated = ""
@@ -109,13 +115,15 @@ class ReplyRun:
                     if not self.generated:
                         self.metrics.stamp("llm_first_token", self.clock.now_ms())
                     self.generated += delta
+                    self._unshown += delta
                     for chunk in self._chunker.feed(delta):
                         self._queue_clause(chunk)
-            if rest := self._chunker.flush():
-                self._queue_clause(rest)
         except Exception as exc:  # a dead or failing backend ends this reply, not the session
             self.error = f"llm_failed: {exc}"
         finally:
+            # What was generated before the end (or a cut) is still spoken.
+            if rest := self._chunker.flush():
+                self._queue_clause(rest)
             span.end_ms = round(self.clock.now_ms(), 1)
             decode_s = max(self.usage.decode_ms, 1.0) / 1000.0
             span.attrs.update(
@@ -128,11 +136,13 @@ class ReplyRun:
 
     def _queue_clause(self, text: str) -> None:
         self._clauses_queued += 1
-        self._clauses.put_nowait(text)
+        self._clauses.put_nowait((text, self._unshown))
+        self._unshown = ""
 
     async def _synthesize_all(self) -> None:
         tts_failed: str | None = None
-        while (text := await self._clauses.get()) is not None:
+        while (clause := await self._clauses.get()) is not None:
+            text, delta = clause
             if tts_failed is None:
                 audio = await self._synthesize(text)
                 if audio is None:
@@ -140,7 +150,7 @@ class ReplyRun:
             else:
                 audio = None  # the text still goes out; its audio stops here
             self._clauses_queued -= 1
-            self._items.put_nowait(Piece(text, audio))
+            self._items.put_nowait(Piece(text, audio, delta))
         self._items.put_nowait(ReplyEnd(self.error))
 
     async def _synthesize(self, text: str) -> Int16Array | None:

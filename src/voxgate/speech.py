@@ -143,7 +143,8 @@ class SpeechHandle:
                     self.error = item.error
                     return
                 self._filler = None  # the answer is here: no acknowledgment any more
-                self.port.emit(ReplyText(item.text, self.turn))
+                if item.delta:
+                    self.port.emit(ReplyText(item.delta, self.turn))
                 if item.audio is not None:
                     await self._send_audio(item.text, item.audio, filler=False)
         finally:

@@ -1,18 +1,20 @@
-"""LlamaEngine on the real default model: streaming, suffix-only prefill, persona slots, cancel."""
+"""LlamaEngine on the real default model: streaming, suffix-only prefill, persona slots,
+cancel, and scheduling by priority across requests (preemption, promotion, drops)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import os
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
 
-from voxgate.llm.base import ChatMessage, LLMRequest, LLMUsage
+from voxgate.llm.base import ChatMessage, LLMError, LLMRequest, LLMUsage
 from voxgate.llm.llama_engine import LlamaEngine
-from voxgate.scheduler import ComputeGate
+from voxgate.scheduler import ComputeGate, Priority, PriorityRef
 
 pytestmark = pytest.mark.models
 
@@ -187,3 +189,160 @@ async def test_two_conversations_of_one_persona_keep_their_own_state(engine: Lla
     await one.turn(engine, "Thanks.")  # saves session-1's live cache as a slot
     assert "ada/session-1" in engine.slots.slot_keys()
     assert "ada/session-2" not in engine.slots.slot_keys()
+
+
+# -- scheduling across requests: one unit (prefill chunk / decode step) at a time --------
+
+SPEC = Priority.SPECULATIVE
+# A prompt the default model answers at length (greedy: 70+ tokens, no early stop).
+STORY = [
+    ChatMessage("system", "You are a helpful assistant."),
+    ChatMessage("user", "Write a long story about a dragon."),
+]
+
+
+def _ask(persona_id: str, user: str) -> list[ChatMessage]:
+    return [ChatMessage("system", SYSTEM[persona_id]), ChatMessage("user", user)]
+
+
+def _request(
+    persona_id: str, messages: list[ChatMessage], max_tokens: int, priority: Priority
+) -> LLMRequest:
+    return LLMRequest(
+        persona_id, messages, max_tokens, temperature=0.0, priority=PriorityRef(priority)
+    )
+
+
+async def _collect(
+    engine: LlamaEngine,
+    request: LLMRequest,
+    usage: LLMUsage,
+    on_delta: Callable[[], None] = lambda: None,
+) -> str:
+    async with contextlib.aclosing(engine.stream(request, usage)) as deltas:
+        parts = []
+        async for delta in deltas:
+            parts.append(delta)
+            on_delta()
+    return "".join(parts)
+
+
+async def _tokens(usage: LLMUsage, n: int) -> None:
+    """Wait until the request behind ``usage`` has generated ``n`` tokens."""
+    for _ in range(6000):
+        if usage.generated_tokens >= n:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"no {n} tokens within 60 s")
+
+
+async def test_a_live_request_preempts_speculation_which_resumes_exactly() -> None:
+    # The greedy reply alone, on a fresh engine: the reference for the preempted run.
+    alone_usage = LLMUsage()
+    alone_engine = LlamaEngine(ComputeGate(), _model_path())
+    try:
+        alone = await _collect(alone_engine, _request("ada", STORY, 60, SPEC), alone_usage)
+    finally:
+        await alone_engine.close()
+    assert alone_usage.generated_tokens == 60  # long enough to be preempted midway
+
+    engine = LlamaEngine(ComputeGate(), _model_path())
+    try:
+        spec_usage, live_usage = LLMUsage(), LLMUsage()
+        spec = asyncio.create_task(_collect(engine, _request("ada", STORY, 60, SPEC), spec_usage))
+        await _tokens(spec_usage, 5)
+        at_first_live: list[int] = []
+
+        def first_live() -> None:
+            if not at_first_live:
+                at_first_live.append(spec_usage.generated_tokens)
+
+        live_request = _request("bob", _ask("bob", "Ahoy, who are you?"), 6, Priority.LLM_LIVE)
+        live = await _collect(engine, live_request, live_usage, first_live)
+        assert live.strip()
+        assert at_first_live[0] < 60 and not spec.done()  # it did not wait for speculation
+        assert await spec == alone  # saved, restored and resumed exactly where it stopped
+        assert spec_usage.generated_tokens == 60
+        assert engine.preemptions == 1
+        assert spec_usage.restore_ms > 0  # came back from its parked slot
+        assert spec_usage.prompt_tokens == spec_usage.evaluated_tokens + spec_usage.reused_tokens
+        # The live conversation's cache was saved when speculation resumed; nothing is
+        # left under a job's key.
+        assert engine.slots.slot_keys() == ["bob"]
+    finally:
+        await engine.close()
+
+
+async def test_a_preempted_request_whose_parked_state_was_evicted_recomputes_it() -> None:
+    # No slot budget: the yielded job's saved state is dropped at once, so on resuming it
+    # must recompute its prompt and reply so far before the next decode step.
+    engine = LlamaEngine(ComputeGate(), _model_path(), slot_budget_bytes=0)
+    try:
+        usage = LLMUsage()
+        spec = asyncio.create_task(_collect(engine, _request("ada", STORY, 30, SPEC), usage))
+        await _tokens(usage, 5)
+        live = _request("bob", _ask("bob", "Ahoy!"), 4, Priority.LLM_LIVE)
+        assert (await _collect(engine, live, LLMUsage())).strip()
+        assert (await spec).strip()
+        assert usage.generated_tokens == 30
+        assert engine.preemptions == 1
+        assert usage.restore_ms == 0.0  # nothing was kept to restore
+        assert engine.slots.slot_keys() == []
+    finally:
+        await engine.close()
+
+
+async def test_a_promoted_speculation_keeps_the_worker(engine: LlamaEngine) -> None:
+    spec_usage = LLMUsage()
+    spec_request = _request("ada", STORY, 24, SPEC)
+    spec = asyncio.create_task(_collect(engine, spec_request, spec_usage))
+    await _tokens(spec_usage, 3)
+    spec_request.priority.value = Priority.LLM_LIVE  # its turn was committed
+    spec_done_at_first_live: list[bool] = []
+    live_request = _request("bob", _ask("bob", "Ahoy!"), 4, Priority.LLM_LIVE)
+
+    def first_live() -> None:
+        if not spec_done_at_first_live:
+            spec_done_at_first_live.append(spec.done())
+
+    live = asyncio.create_task(_collect(engine, live_request, LLMUsage(), first_live))
+    assert (await spec).strip()
+    await live
+    assert spec_usage.generated_tokens == 24  # it kept going to the end...
+    assert engine.preemptions == 0  # ...ahead of the live request that came later
+    assert spec_done_at_first_live == [True]
+
+
+async def test_a_cancelled_queued_request_never_touches_the_cache(engine: LlamaEngine) -> None:
+    first_usage = LLMUsage()
+    first = asyncio.create_task(_collect(engine, _request("ada", STORY, 40, SPEC), first_usage))
+    await _tokens(first_usage, 2)
+    keys, saved = engine.slots.slot_keys(), engine.last_save_ms
+    queued_usage = LLMUsage()
+    queued = asyncio.create_task(
+        _collect(engine, _request("cy", _ask("cy", "Hello."), 8, SPEC), queued_usage)
+    )
+    await asyncio.sleep(0.1)  # submitted, waiting behind ``first`` (equal priority, later)
+    queued.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await queued
+    assert not first.done()
+    assert engine.dropped_before_start == 1
+    assert queued_usage.prompt_tokens == 0  # never tokenized
+    assert engine.slots.slot_keys() == keys and engine.last_save_ms == saved
+    await first
+    assert first_usage.generated_tokens == 40
+    assert "cy" not in engine.slots.slot_keys()
+
+
+async def test_close_mid_generation_ends_the_worker_thread() -> None:
+    before = set(threading.enumerate())
+    engine = LlamaEngine(ComputeGate(), _model_path())
+    usage = LLMUsage()
+    task = asyncio.create_task(_collect(engine, _request("ada", STORY, 200, SPEC), usage))
+    await _tokens(usage, 2)
+    await engine.close()
+    with pytest.raises(LLMError):
+        await task  # the reply was cut off: it must not look finished
+    assert usage.generated_tokens < 200
+    assert [t for t in threading.enumerate() if t not in before] == []
