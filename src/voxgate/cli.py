@@ -62,6 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--sequential", action="store_true", help="naive baseline: no overlap, no speculation"
     )
+    serve.add_argument(
+        "--trace-turn-events",
+        action="store_true",
+        help="also record every turn machine event in the trace (replayable in tests)",
+    )
     serve.set_defaults(func=_lazy("voxgate.transport.server:cli_serve"))
 
     converse = sub.add_parser(

@@ -40,6 +40,8 @@ class Engines:
     memory: MemoryStore | None = None
     # One cache for the process: keys carry the conversation id, and /metrics reports it.
     prompt_cache: CompositionCache[AssembledPrompt] = field(default_factory=CompositionCache)
+    # Write every turn machine event to the trace, so a session can be replayed in tests.
+    record_turn_events: bool = False
     # Every memory write goes through this one thread: a turn never waits on SQLite.
     memory_writer: MemoryWriter | None = field(init=False, default=None)
 

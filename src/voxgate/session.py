@@ -54,6 +54,7 @@ from voxgate.scheduler import Priority, PriorityRef
 from voxgate.speech import Filler, SpeechHandle
 from voxgate.tts.router import voice_problem
 from voxgate.turns import machine as tm
+from voxgate.turns.recording import event_record
 from voxgate.turns.vad import VAD_RATE, SileroStreamVad
 
 log = logging.getLogger("voxgate.session")
@@ -113,6 +114,22 @@ def session_setup(
     return SessionSetup(main, members, user, config_for(main, base, config or {}))
 
 
+def machine_config(c: SessionConfig) -> tm.MachineConfig:
+    """The turn machine's settings for a session configuration."""
+    return tm.MachineConfig(
+        rate=INPUT_RATE,
+        endpoint_min_ms=c.endpoint_min_ms,
+        endpoint_max_ms=c.endpoint_max_ms,
+        interrupt_min_ms=c.interrupt_min_ms,
+        overlap=c.overlap,
+        speculate=c.speculate,
+        interim_stt=c.interim_stt,
+        interim_interval_ms=c.interim_interval_ms,
+        max_utterance_ms=c.max_utterance_ms,
+        preroll_ms=PREROLL_MS,
+    )
+
+
 @dataclass(slots=True)
 class QueuedTurn:
     turn: int
@@ -138,7 +155,7 @@ class Session:
         self._last_speaker: str | None = None
         self._turn_ref: TurnRef | None = None  # the memory store's row of the last turn
         self.assembler = PromptAssembler(self.id, cache=engines.prompt_cache)
-        self.machine = tm.TurnMachine(self._machine_config())
+        self.machine = tm.TurnMachine(machine_config(self.config))
         self._vad: SileroStreamVad | None = None
         self._audio = SampleBuffer(self._ring_capacity(self.config))
         self._utterances: dict[int, TurnMetrics] = {}  # metrics of utterances not yet turns
@@ -168,21 +185,6 @@ class Session:
         self._vad = await asyncio.to_thread(SileroStreamVad)
         self._speaker_task = asyncio.create_task(self._speaker(), name=f"{self.id}-speaker")
 
-    def _machine_config(self) -> tm.MachineConfig:
-        c = self.config
-        return tm.MachineConfig(
-            rate=INPUT_RATE,
-            endpoint_min_ms=c.endpoint_min_ms,
-            endpoint_max_ms=c.endpoint_max_ms,
-            interrupt_min_ms=c.interrupt_min_ms,
-            overlap=c.overlap,
-            speculate=c.speculate,
-            interim_stt=c.interim_stt,
-            interim_interval_ms=c.interim_interval_ms,
-            max_utterance_ms=c.max_utterance_ms,
-            preroll_ms=PREROLL_MS,
-        )
-
     @staticmethod
     def _ring_capacity(config: SessionConfig) -> int:
         """Input audio kept: the longest utterance, its pre-roll and the pause after it."""
@@ -193,7 +195,7 @@ class Session:
     def update_config(self, update: dict[str, Any]) -> SessionConfig:
         """Apply a client's config update (ValueError: nothing of it is applied)."""
         self.config = config_for(self.persona, self.config, update)
-        self.machine.configure(self._machine_config())
+        self.machine.configure(machine_config(self.config))
         self._audio.grow(self._ring_capacity(self.config))
         self.port.emit(ConfigChanged(self.config.model_dump()))
         return self.config
@@ -240,6 +242,8 @@ class Session:
     # -- executing the machine's actions -------------------------------------------------
 
     def _step(self, event: tm.MachineEvent) -> None:
+        if self.engines.record_turn_events:  # a replayable record (turns/recording.py)
+            self.engines.trace.write(event_record(self.id, event))
         for action in self.machine.handle(event):
             self._execute(action)
 
@@ -333,6 +337,9 @@ class Session:
         if handle is self._last_handle:
             # The turn was already finished and logged: correct what it said.
             self._correct_last_reply(handle.run.speaker_id, heard)
+            self.engines.trace.write(
+                {"type": "turn_cut", "session": self.id, "turn": turn, "heard": heard}
+            )
         self.port.emit(Interrupted(turn, round(played), heard, source))
 
     # -- the speech queue ------------------------------------------------------------------

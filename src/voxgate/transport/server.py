@@ -231,6 +231,7 @@ async def serve(args: argparse.Namespace) -> None:
         llm_model=args.llm_model,
         trace_path=trace,
     )
+    engines.record_turn_events = args.trace_turn_events
     print("voxgate: warming up (the first call of each model is slow)...", flush=True)
     await engines.warm()
     print(f"voxgate: models ready in {time.perf_counter() - started:.1f} s", flush=True)
