@@ -230,11 +230,10 @@ class Session:
 
     def playback(self, turn: int, played_ms: float) -> None:
         """The client's report of how much of ``turn``'s reply it has played."""
-        for handle in (self._speaking, self._last_handle):
-            if handle is not None and handle.turn == turn:
-                handle.client_played(played_ms)
-                if handle is self._last_handle:
-                    self._step(tm.PlaybackProgress(turn, self._plays_until(handle)))
+        if (handle := self._handle_of(turn)) is not None:
+            handle.client_played(played_ms)
+            if handle is self._last_handle:
+                self._step(tm.PlaybackProgress(turn, self._plays_until(handle)))
 
     def _plays_until(self, handle: SpeechHandle) -> int:
         return self.clock.samples + round(handle.remaining_ms() * INPUT_RATE / 1000)
@@ -282,6 +281,10 @@ class Session:
                 self.port.emit(SessionError("stt_failed", action.error))
         elif isinstance(action, tm.Interrupt):
             self._interrupt(action.turn)
+        elif isinstance(action, tm.HoldOutput | tm.ResumeOutput) and (
+            handle := self._handle_of(action.turn)
+        ):
+            handle.hold(isinstance(action, tm.HoldOutput))
 
     async def _decode(
         self, action: tm.StartDecode, audio: FloatArray, metrics: TurnMetrics | None
@@ -319,12 +322,16 @@ class Session:
         run = self._specs.pop(action.reply_id, None) if action.reply_id is not None else None
         self._queue.put_nowait(QueuedTurn(action.turn, action.text, metrics, run))
 
-    def _interrupt(self, turn: int) -> None:
-        """Stop ``turn``'s reply now; keep in the history only what the user heard."""
-        handle = next(
+    def _handle_of(self, turn: int) -> SpeechHandle | None:
+        """The speech of ``turn``: speaking now, or finished and maybe still playing."""
+        return next(
             (h for h in (self._speaking, self._last_handle) if h is not None and h.turn == turn),
             None,
         )
+
+    def _interrupt(self, turn: int) -> None:
+        """Stop ``turn``'s reply now; keep in the history only what the user heard."""
+        handle = self._handle_of(turn)
         if handle is None:  # still queued: it will end at once when its turn comes
             self._skip.add(turn)
             return

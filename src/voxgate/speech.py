@@ -72,6 +72,8 @@ class SpeechHandle:
         self._cursor_wall: float | None = None
         self._report: tuple[float, float] | None = None  # (played ms, monotonic time)
         self.task: asyncio.Task[None] | None = None
+        self._released = asyncio.Event()  # cleared while the user speaks over the reply
+        self._released.set()
 
     # -- what the user heard -------------------------------------------------------
 
@@ -121,6 +123,13 @@ class SpeechHandle:
             self.task.cancel()
         self.port.drop_audio(self.turn)
         return played, source, self.heard_text(played)
+
+    def hold(self, held: bool) -> None:
+        """Hold (True) or release (False) the audio: nothing is sent while held."""
+        if held:
+            self._released.clear()
+        else:
+            self._released.set()
 
     # -- playing -----------------------------------------------------------------
 
@@ -184,6 +193,7 @@ class SpeechHandle:
 
     async def _pace(self, samples: int) -> None:
         """Wait until sending ``samples`` more keeps the client's buffer within the lead."""
+        await self._released.wait()
         if self.sent_samples == 0:
             return  # the first chunk goes at once
         frame_ms = samples * 1000.0 / self.rate
@@ -195,3 +205,4 @@ class SpeechHandle:
             if wait_ms <= 0:
                 return
             await asyncio.sleep(wait_ms / 1000.0)
+            await self._released.wait()

@@ -133,6 +133,8 @@ def test_barge_in_interrupts_after_the_minimum_speech() -> None:
     assert d.m.reply_playing()  # from the commit on, before any audio
     out = d.windows(0.9, 8)  # 256 ms of speech (two windows to be believed)
     assert not [a for a in out if isinstance(a, tm.Interrupt)]
+    # Held at once, interrupted only once the speech is long enough to mean it.
+    assert [a for a in out if isinstance(a, tm.HoldOutput)] == [tm.HoldOutput(commit.turn)]
     out = d.windows(0.9, 3)
     assert [a for a in out if isinstance(a, tm.Interrupt)] == [tm.Interrupt(commit.turn)]
     assert not d.m.reply_playing()
@@ -148,6 +150,10 @@ def test_a_cough_over_the_reply_is_not_a_turn_even_before_the_first_audio() -> N
     assert len(d.of(tm.CommitTurn)) == 1
     assert not d.of(tm.Interrupt)
     assert [a.reason for a in d.of(tm.DiscardUtterance)] == ["cough"]  # type: ignore[attr-defined]
+    # The reply's audio was held while the cough lasted, and released at its pause.
+    assert d.of(tm.HoldOutput) == [tm.HoldOutput(1)] and d.of(tm.ResumeOutput) == [
+        tm.ResumeOutput(1)
+    ]
 
 
 def test_the_reply_stops_playing_when_the_client_has_played_it() -> None:

@@ -167,6 +167,20 @@ class DiscardUtterance:
 
 
 @dataclass(frozen=True, slots=True)
+class HoldOutput:
+    """The user started speaking over ``turn``'s reply: send no more audio for now."""
+
+    turn: int
+
+
+@dataclass(frozen=True, slots=True)
+class ResumeOutput:
+    """It was only a cough: ``turn``'s reply goes on."""
+
+    turn: int
+
+
+@dataclass(frozen=True, slots=True)
 class Interrupt:
     """Stop turn ``turn``'s reply now and keep only what the user heard."""
 
@@ -183,6 +197,8 @@ Action = (
     | DropSpeculation
     | CommitTurn
     | DiscardUtterance
+    | HoldOutput
+    | ResumeOutput
     | Interrupt
 )
 
@@ -254,6 +270,7 @@ class TurnMachine:
     _held: deque[_Held] = field(default_factory=deque)
     _spec: tuple[int, int, str] | None = None  # (reply id, utterance, normalized text)
     _reply: _Reply | None = None  # the last committed turn while its reply may be playing
+    _holding: int | None = None  # the turn whose output is held while the user speaks
 
     def __post_init__(self) -> None:
         self.endpointer = Endpointer(self._endpoint_config())
@@ -322,7 +339,7 @@ class TurnMachine:
         if self.reply_playing() and speech_ms >= self.config.interrupt_min_ms:
             assert self._reply is not None
             actions.append(Interrupt(self._reply.turn))
-            self._reply = None
+            self._reply = self._holding = None
         if speech_ms > self.config.max_utterance_ms:
             self._endpoint(self.endpointer.force_end(w.end), actions)
             return
@@ -352,6 +369,20 @@ class TurnMachine:
         utterance = self._next_id()
         self._utt = _Utterance(utterance, event.speech_start, self.reply_playing(), event.sample)
         actions.append(SpeechStarted(utterance, event.speech_start, event.sample))
+        self._hold(actions)
+
+    def _hold(self, actions: list[Action]) -> None:
+        """Speech over a playing reply: hold its audio at once. Interrupting waits for
+        ``interrupt_min_ms`` (a cough must not cut the reply), but meanwhile nothing more
+        is sent, so the user is not talked over while we find out."""
+        if self._holding is None and self._reply is not None and self.reply_playing():
+            self._holding = self._reply.turn
+            actions.append(HoldOutput(self._holding))
+
+    def _release(self, actions: list[Action]) -> None:
+        if self._holding is not None:
+            actions.append(ResumeOutput(self._holding))
+            self._holding = None
 
     def _cancel_interim(self, utt: _Utterance, actions: list[Action]) -> None:
         if utt.interim is not None:
@@ -363,6 +394,8 @@ class TurnMachine:
         if utt is None:
             return
         actions.append(SpeechPaused(utt.utterance, event.sample))
+        if self._ms(event.speech_end - utt.speech_start) < self.config.interrupt_min_ms:
+            self._release(actions)  # a burst too short to interrupt: the reply goes on
         if not self.config.overlap:
             return
         self._cancel_interim(utt, actions)
@@ -383,6 +416,7 @@ class TurnMachine:
             actions.append(CancelDecode(utt.decode.decode_id))
         utt.decode = None
         self._drop_speculation(actions, charge=utt.utterance)
+        self._hold(actions)
 
     def _drop_speculation(self, actions: list[Action], charge: int | None) -> None:
         if self._spec is not None:
@@ -474,6 +508,7 @@ class TurnMachine:
         typed_at: int | None,
         actions: list[Action],
     ) -> None:
+        self._holding = None
         if self._reply is not None and self.reply_playing():
             actions.append(Interrupt(self._reply.turn))  # a new turn ends the one playing
         reply_id = None
