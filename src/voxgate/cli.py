@@ -103,6 +103,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--speech-dir", default=None, help="folder with beckett.wav and clone-test.wav"
     )
     latency.set_defaults(func=_lazy("voxgate.bench.latency:cli_latency"))
+
+    bargein = bench_sub.add_parser(
+        "barge-in", help="talk over replies with a client that ignores `interrupted`"
+    )
+    bargein.add_argument("--turns", type=int, default=20, help="barge-ins per setting")
+    bargein.add_argument(
+        "--after-ms", type=float, default=600, help="talk over the reply this long after it starts"
+    )
+    bargein.add_argument("--trace", default=None, help="JSONL trace of the server side")
+    bargein.add_argument("--speech-dir", default=None, help="folder with the test speech")
+    bargein.set_defaults(func=_lazy("voxgate.bench.bargein:cli_bargein"))
     soak = bench_sub.add_parser(
         "soak", help="K concurrent sessions of real speech for T minutes: errors, p95, RSS growth"
     )

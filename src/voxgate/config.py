@@ -27,7 +27,10 @@ class SessionConfig(BaseModel):
     max_utterance_ms: int = Field(30000, ge=1000, le=120000)
     # Reply audio leaves at most this far ahead of real-time playback, so that an
     # interruption stops it at the source (the first chunk always goes at once).
-    output_lead_ms: int = Field(300, ge=100, le=5000)
+    output_lead_ms: int = Field(300, ge=100, le=60000)
+    # Stop sending a reply's audio the moment the user speaks over it (resumed if it
+    # was only a cough), rather than only once the speech is long enough to interrupt.
+    hold_on_speech: bool = True
 
     @model_validator(mode="after")
     def _ordered(self) -> SessionConfig:

@@ -127,6 +127,7 @@ def machine_config(c: SessionConfig) -> tm.MachineConfig:
         interim_interval_ms=c.interim_interval_ms,
         max_utterance_ms=c.max_utterance_ms,
         preroll_ms=PREROLL_MS,
+        hold_on_speech=c.hold_on_speech,
     )
 
 

@@ -146,6 +146,7 @@ def summarize(rows: list[TurnRow], modes: list[str]) -> str:
 
 def _spans_for(engines: Engines, session_id: str, turns: int) -> list[list[dict[str, Any]]]:
     """The session's spans from the server's trace (the client sees durations, not spans)."""
+    engines.trace.flush()  # the trace is written on its own thread
     path = engines.trace.path
     records = []
     if path is not None and path.exists():
@@ -216,4 +217,5 @@ def cli_latency(args: argparse.Namespace) -> int:
     failed = [r for r in rows if r.client_v2v_ms is None]
     if failed:
         print(f"[bench] {len(failed)} turn(s) produced no answer audio", file=sys.stderr)
+        return 1
     return 0

@@ -215,6 +215,7 @@ class MachineConfig:
     interim_interval_ms: int = 1200
     max_utterance_ms: int = 30000
     preroll_ms: int = 300  # audio kept before speech start for the decode
+    hold_on_speech: bool = True  # hold a reply's audio while the user speaks over it
 
 
 def normalize(text: str) -> str:
@@ -375,7 +376,12 @@ class TurnMachine:
         """Speech over a playing reply: hold its audio at once. Interrupting waits for
         ``interrupt_min_ms`` (a cough must not cut the reply), but meanwhile nothing more
         is sent, so the user is not talked over while we find out."""
-        if self._holding is None and self._reply is not None and self.reply_playing():
+        if (
+            self.config.hold_on_speech
+            and self._holding is None
+            and self._reply is not None
+            and self.reply_playing()
+        ):
             self._holding = self._reply.turn
             actions.append(HoldOutput(self._holding))
 
