@@ -169,6 +169,8 @@ class Outbox:
                 self._queue.clear()
                 self._idle.set()
                 return
+            except Exception:  # a message that cannot be encoded costs that message only
+                log.exception("outbox: could not send %s", type(message).__name__)
 
     async def flush(self) -> None:
         """Wait until everything emitted so far has been written (or the peer is gone)."""
@@ -178,5 +180,6 @@ class Outbox:
     async def close(self) -> None:
         self.closed = True
         self._queue.clear()
+        self._idle.set()  # nobody waits on a closed outbox
         task, self._task = self._task, None
         await cancel_and_wait(task)

@@ -122,8 +122,11 @@ class ReplyRun:
             self.error = f"llm_failed: {exc}"
         finally:
             # What was generated before the end (or a cut) is still spoken.
-            if rest := self._chunker.flush():
-                self._queue_clause(rest)
+            try:
+                if rest := self._chunker.flush():
+                    self._queue_clause(rest)
+            finally:
+                self._clauses.put_nowait(None)
             span.end_ms = round(self.clock.now_ms(), 1)
             decode_s = max(self.usage.decode_ms, 1.0) / 1000.0
             span.attrs.update(
@@ -132,7 +135,6 @@ class ReplyRun:
                 prompt_tokens=self.usage.prompt_tokens,
                 evaluated_tokens=self.usage.evaluated_tokens,
             )
-            self._clauses.put_nowait(None)
 
     def _queue_clause(self, text: str) -> None:
         self._clauses_queued += 1
@@ -141,17 +143,22 @@ class ReplyRun:
 
     async def _synthesize_all(self) -> None:
         tts_failed: str | None = None
-        while (clause := await self._clauses.get()) is not None:
-            text, delta = clause
-            if tts_failed is None:
-                audio = await self._synthesize(text)
-                if audio is None:
-                    tts_failed = self.error
-            else:
-                audio = None  # the text still goes out; its audio stops here
-            self._clauses_queued -= 1
-            self._items.put_nowait(Piece(text, audio, delta))
-        self._items.put_nowait(ReplyEnd(self.error))
+        try:
+            while (clause := await self._clauses.get()) is not None:
+                text, delta = clause
+                if tts_failed is None:
+                    audio = await self._synthesize(text)
+                    if audio is None:
+                        tts_failed = self.error
+                else:
+                    audio = None  # the text still goes out; its audio stops here
+                self._clauses_queued -= 1
+                self._items.put_nowait(Piece(text, audio, delta))
+        except Exception as exc:  # a bug here must still end the reply, not hang its player
+            self.error = self.error or f"internal: {exc}"
+            raise
+        finally:
+            self._items.put_nowait(ReplyEnd(self.error))
 
     async def _synthesize(self, text: str) -> Int16Array | None:
         span = self.metrics.span("tts", self.clock.now_ms(), chars=len(text))

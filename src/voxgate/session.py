@@ -170,6 +170,7 @@ class Session:
         self._recent_waits: deque[float] = deque(maxlen=5)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._speaker_task: asyncio.Task[None] | None = None
+        self._closing: asyncio.Future[None] | None = None
         self.closed = False
 
     @property
@@ -226,8 +227,8 @@ class Session:
             raise ValueError(
                 f"user_text needs a non-empty 'text' of at most {MAX_USER_TEXT} characters"
             )
-        now = round(self.clock.now_ms() * INPUT_RATE / 1000)
-        self._step(tm.TypedTurn(" ".join(text.split()), now))
+        # The audio clock, like every other event: wall time would run ahead of it.
+        self._step(tm.TypedTurn(" ".join(text.split()), self.clock.samples))
 
     def playback(self, turn: int, played_ms: float) -> None:
         """The client's report of how much of ``turn``'s reply it has played."""
@@ -242,6 +243,8 @@ class Session:
     # -- executing the machine's actions -------------------------------------------------
 
     def _step(self, event: tm.MachineEvent) -> None:
+        if self.closed:  # closing: start nothing new (a decode may still land meanwhile)
+            return
         if self.engines.record_turn_events:  # a replayable record (turns/recording.py)
             self.engines.trace.write(event_record(self.id, event))
         for action in self.machine.handle(event):
@@ -295,7 +298,13 @@ class Session:
         try:
             text = await self.engines.stt.transcribe(audio, priority)
         except asyncio.CancelledError:
-            raise
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # we cancelled it: the machine already forgot this decode
+            # The engine gave up on it (e.g. shut down): the utterance must not wait for ever.
+            self._decodes.pop(action.decode_id, None)
+            self._step(tm.DecodeFailed(action.decode_id, "decode cancelled by the engine"))
+            return
         except Exception as exc:  # STTError, or any engine that breaks that contract
             self._decodes.pop(action.decode_id, None)
             self._step(tm.DecodeFailed(action.decode_id, str(exc) or "decode failed"))
@@ -355,11 +364,20 @@ class Session:
     async def _speaker(self) -> None:
         while True:
             queued = await self._queue.get()
-            await self._serve(queued)
+            try:
+                await self._serve(queued)
+            except Exception:  # a bug in one turn must not stop every later turn
+                log.exception("session %s: turn %d failed", self.id, queued.turn)
 
     async def _serve(self, queued: QueuedTurn) -> None:
         """Speak one committed turn; always ends with its metrics and DONE."""
-        run = self._reply_for(queued)
+        try:
+            run = self._reply_for(queued)
+        except Exception as exc:  # e.g. the prompt does not fit: the turn still ends
+            log.exception("session %s: no reply for turn %d", self.id, queued.turn)
+            self.port.emit(TurnStarted(queued.turn, queued.text))
+            self._end_without_reply(queued, f"internal: {exc}")
+            return
         handle = SpeechHandle(
             turn=queued.turn,
             run=run,
@@ -370,6 +388,7 @@ class Session:
             lead_ms=self.config.output_lead_ms,
             filler=self._filler_for(run),
         )
+        handle.hold(self.machine.holding() == queued.turn)  # the user already speaks over it
         self._speaking = handle
         self.port.emit(TurnStarted(queued.turn, queued.text))
         try:
@@ -382,9 +401,21 @@ class Session:
                 handle.task = asyncio.create_task(handle.play(), name=f"{self.id}-play")
                 await self._wait_play(handle)
         finally:
-            self._speaking = None
-            await run.close()
-            self._finish_turn(handle)
+            try:
+                await run.close()
+            finally:
+                self._finish_turn(handle)
+                self._speaking = None
+
+    def _end_without_reply(self, queued: QueuedTurn, error: str) -> None:
+        """A turn that could not even start its reply: it still ends with metrics and DONE."""
+        metrics = queued.metrics
+        metrics.error = error
+        code, _, message = error.partition(": ")
+        self.port.emit(SessionError(code, message))
+        self.port.emit(TurnReport(queued.turn, metrics.event()))
+        self.port.emit(TurnDone(queued.turn))
+        self._step(tm.ReplyFinished(queued.turn, self.clock.samples))
 
     async def _wait_play(self, handle: SpeechHandle) -> None:
         task = handle.task
@@ -497,15 +528,17 @@ class Session:
             )
         self._last_handle = handle
         event = metrics.event()
-        self.engines.trace.write(metrics.record(self.id, event))
-        if not metrics.interrupted:
-            self._observe(metrics)
-        if metrics.error:
-            code, _, message = metrics.error.partition(": ")
-            self.port.emit(SessionError(code, message))
-        self.port.emit(TurnReport(handle.turn, event))
-        self.port.emit(TurnDone(handle.turn))
-        self._step(tm.ReplyFinished(handle.turn, self._plays_until(handle)))
+        try:
+            self.engines.trace.write(metrics.record(self.id, event))
+            if not metrics.interrupted:
+                self._observe(metrics)
+        finally:  # whatever failed above, the client learns that the turn is over
+            if metrics.error:
+                code, _, message = metrics.error.partition(": ")
+                self.port.emit(SessionError(code, message))
+            self.port.emit(TurnReport(handle.turn, event))
+            self.port.emit(TurnDone(handle.turn))
+            self._step(tm.ReplyFinished(handle.turn, self._plays_until(handle)))
 
     def _observe(self, metrics: TurnMetrics) -> None:
         registry = self.engines.registry
@@ -560,10 +593,17 @@ class Session:
             )
 
     async def close(self) -> None:
-        """Cancel and await every task of the session: nothing outlives the connection."""
-        if self.closed:
-            return
-        self.closed = True
+        """Cancel and await every task of the session: nothing outlives the connection.
+
+        Safe to call twice or concurrently, and to cancel: the teardown runs once, shielded.
+        """
+        if self._closing is None:
+            self.closed = True
+            self._closing = asyncio.ensure_future(self._teardown())
+        await asyncio.shield(self._closing)
+
+    async def _teardown(self) -> None:
+        await cancel_and_wait(*self._decodes.values())  # no decode lands while we tear down
         await cancel_and_wait(self._speaker_task)  # the turn in progress ends as interrupted
         runs = list(self._specs.values())
         self._specs.clear()

@@ -371,7 +371,10 @@ async def test_real_conversation(
             state = await wait_state(
                 page,
                 "s.finalText.trim() && s.framesReceived > 0 && s.samplesPlayed > 0"
-                " && s.waterfallRows > 0",
+                " && s.waterfallRows > 0"
+                # A reply that played out (the ones cut by the next sentence may not have
+                # played a sample) ends with metrics saying the client's reports were used.
+                " && s.metricsPlayback.includes('client')",
                 TURN_TIMEOUT_S,
             )
         finally:

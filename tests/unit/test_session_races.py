@@ -218,3 +218,46 @@ async def test_close_while_the_llm_is_mid_generation_leaves_no_task_and_no_threa
     assert no_pending_tasks() == []
     assert llm.closed_early == 1
     assert threading.active_count() <= threads_before
+
+
+async def test_a_turn_that_fails_before_its_reply_still_ends_and_the_next_is_served() -> None:
+    h = Harness(fake_engines(FakeSTT(lambda s: ""), FakeLLM("Fine."), FakeTTS(ms_per_char=1)))
+    await h.start()
+    assemble = h.session.assembler.assemble
+    calls = []
+
+    def fails_once(*args: Any, **kwargs: Any) -> Any:
+        calls.append(args)
+        if len(calls) == 1:
+            raise ValueError("prompt does not fit")  # isolates the failure path (a fake)
+        return assemble(*args, **kwargs)
+
+    h.session.assembler.assemble = fails_once  # type: ignore[method-assign]
+    await h.say("First?")
+    await h.wait_for_done(1)
+    await h.say("Second?")
+    await h.wait_for_done(2)
+    assert h.sequence() == [
+        "turn_start 1",
+        "metrics 1",
+        "DONE",
+        "turn_start 2",
+        "metrics 2",
+        "DONE",
+    ]
+    assert h.events("metrics")[1]["reply"] == "Fine."
+    await h.conn.close()
+
+
+async def test_close_twice_at_once_and_cancelled_close_leave_nothing_behind() -> None:
+    llm = FakeLLM("word " * 200, token_delay_s=0.01)
+    h = Harness(fake_engines(FakeSTT(lambda s: ""), llm, FakeTTS(ms_per_char=1)))
+    await h.start()
+    await h.say("Tell me a long story.")
+    await asyncio.sleep(0.1)
+    first = asyncio.create_task(h.conn.close())
+    await asyncio.sleep(0)
+    first.cancel()  # a cancelled close still finishes the teardown (shielded)
+    await asyncio.gather(first, h.conn.close(), return_exceptions=True)
+    await asyncio.sleep(0.05)
+    assert no_pending_tasks() == []

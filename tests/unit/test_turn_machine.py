@@ -211,3 +211,38 @@ def test_the_utterance_cap_ends_a_turn_that_never_pauses() -> None:
     assert ms(first.end // W) <= 1100  # cut at the cap, not at the end of the talking
     d.send(tm.DecodeLanded(first.decode_id, "blah blah"))
     assert len(d.of(tm.CommitTurn)) == 1
+
+
+def test_a_burst_just_under_the_minimum_is_a_cough_not_an_interruption() -> None:
+    """Both rules measure speech to its last window: never an interrupt and a cough at once."""
+    d = Driver(interim_stt=False, interrupt_min_ms=300)
+    _commit_one(d)
+    d.windows(0.9, 9)  # 288 ms of speech, then the pause's trailing silence
+    d.windows(0.0, 4)
+    d.send(tm.DecodeLanded(d.last_final_decode().decode_id, "Hm."))
+    d.windows(0.0, 50)
+    assert not d.of(tm.Interrupt)
+    assert [a.reason for a in d.of(tm.DiscardUtterance)] == ["cough"]  # type: ignore[attr-defined]
+    assert d.of(tm.ResumeOutput) == [tm.ResumeOutput(1)]
+
+
+def test_a_held_reply_is_released_when_the_stream_ends_during_a_short_burst() -> None:
+    d = Driver(interim_stt=False, interrupt_min_ms=300)
+    _commit_one(d)
+    d.windows(0.9, 5)  # 160 ms over the reply, then the client closes its stream
+    out = d.send(tm.AudioEnded(d.t))
+    assert tm.ResumeOutput(1) in out
+    assert d.m.holding() is None
+
+
+def test_a_typed_turn_does_not_move_the_audio_clock() -> None:
+    """A typed turn stamped ahead of the audio must not make the next pause look long."""
+    d = Driver(interim_stt=False, endpoint_min_ms=1000)
+    d.send(tm.TypedTurn("typed first", 160_000))
+    d.send(tm.ReplyFinished(1, plays_until=0))
+    d.windows(0.9, 20)
+    d.windows(0.0, 4)
+    d.send(tm.DecodeLanded(d.last_final_decode().decode_id, "Ever tried."))
+    assert len(d.of(tm.CommitTurn)) == 1  # only the typed one: the minimum delay still runs
+    d.windows(0.0, 40)
+    assert len(d.of(tm.CommitTurn)) == 2

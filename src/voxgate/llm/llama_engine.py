@@ -21,6 +21,7 @@ import codecs
 import contextlib
 import ctypes
 import itertools
+import logging
 import os
 import threading
 import time
@@ -34,6 +35,8 @@ from voxgate.llm.base import ChatMessage, LLMError, LLMRequest, LLMUsage
 from voxgate.llm.chatml import tokenize_chatml
 from voxgate.llm.kv_slots import KVSlot, KVSlotStore
 from voxgate.scheduler import ComputeGate, Priority, PriorityRef
+
+log = logging.getLogger("voxgate.llm")
 
 DEFAULT_SLOT_BUDGET_BYTES = 256 * 1024 * 1024
 # A prefill chunk is one unit: ~64 tokens is ~0.5 s on 2 cores, short enough
@@ -300,8 +303,32 @@ class LlamaEngine:
     # -- worker thread: the scheduler -------------------------------------------
 
     def _run(self) -> None:
-        last: _Job | None = None  # the job whose unit ran last
         leftover: list[_Job] = []  # what close() found queued or running
+        try:
+            leftover = self._schedule()
+        except BaseException:  # a bug in the scheduler itself: fail everyone, never hang them
+            log.exception("llama.cpp worker failed; the engine stops")
+            with self._cond:
+                self._closing = True
+                leftover, self._jobs = self._jobs, []
+                calls, self._calls = list(self._calls), deque()
+            for call in calls:
+                call.future.set_exception(LLMError("the llama.cpp worker stopped (see the log)"))
+        try:
+            for j in leftover:
+                try:
+                    self._finish(j, LLMError("LlamaEngine stopped before the request finished"))
+                except Exception:
+                    log.exception("llama.cpp worker: could not end a request cleanly")
+                    if not j.future.done():
+                        j.future.set_exception(LLMError("LlamaEngine stopped"))
+            self._unload()
+        finally:
+            self._stopped.set_result(None)
+
+    def _schedule(self) -> list[_Job]:
+        """Run units until close(); returns the jobs still queued or running then."""
+        last: _Job | None = None  # the job whose unit ran last
         while True:
             with self._cond:
                 while not (self._calls or self._jobs or self._closing):
@@ -309,7 +336,7 @@ class LlamaEngine:
                 call = self._calls.popleft() if self._calls else None
                 if call is None and self._closing:
                     leftover, self._jobs = self._jobs, []
-                    break
+                    return leftover
                 # Cancelled jobs leave now: a queued one before it tokenizes or touches
                 # the KV cache, a running one instead of its next unit.
                 cancelled = [j for j in self._jobs if j.cancel.is_set()]
@@ -343,12 +370,6 @@ class LlamaEngine:
                     self._jobs.remove(job)
                 self._finish(job, error)
                 last = None
-        try:
-            for j in leftover:
-                self._finish(j, LLMError("LlamaEngine was closed before the request finished"))
-            self._unload()
-        finally:
-            self._stopped.set_result(None)
 
     def _run_call(self, call: _Call) -> None:
         try:

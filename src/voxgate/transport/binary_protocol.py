@@ -243,6 +243,8 @@ class BinaryProtocolSession:
         )
 
     async def close(self) -> None:
-        if self.session is not None:
-            await self.session.close()
-        await self.outbox.close()
+        try:
+            if self.session is not None:
+                await self.session.close()
+        finally:
+            await self.outbox.close()

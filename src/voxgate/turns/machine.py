@@ -304,6 +304,10 @@ class TurnMachine:
             return False
         return reply.plays_until is None or self.now < reply.plays_until
 
+    def holding(self) -> int | None:
+        """The turn whose audio is held while the user speaks over it, if any."""
+        return self._holding
+
     def utterance_start(self) -> int | None:
         """Where the utterance in progress started: decodes may still need audio from there."""
         return self._utt.speech_start if self._utt is not None else None
@@ -322,7 +326,6 @@ class TurnMachine:
         elif isinstance(event, DecodeLanded | DecodeFailed):
             self._on_decode(event, actions)
         elif isinstance(event, TypedTurn):
-            self.now = max(self.now, event.now)
             self._commit(event.text, None, None, event.now, event.now, actions)
         elif isinstance(event, AudioEnded):
             self.now = max(self.now, event.now)
@@ -336,12 +339,14 @@ class TurnMachine:
         utt = self._utt
         if utt is None or self.endpointer.phase is not Phase.SPEAKING:
             return
-        speech_ms = self._ms(w.end - utt.speech_start)
+        # Measured like the cough rule measures it (to the last speech window), so that a
+        # burst both rules judge alike is either an interruption or a cough, never both.
+        speech_ms = self._ms(self.endpointer.speech_end - utt.speech_start)
         if self.reply_playing() and speech_ms >= self.config.interrupt_min_ms:
             assert self._reply is not None
             actions.append(Interrupt(self._reply.turn))
             self._reply = self._holding = None
-        if speech_ms > self.config.max_utterance_ms:
+        if self._ms(w.end - utt.speech_start) > self.config.max_utterance_ms:
             self._endpoint(self.endpointer.force_end(w.end), actions)
             return
         if (
@@ -444,6 +449,8 @@ class TurnMachine:
             decode = _Decode(self._next_id(), utt.utterance, event.speech_end)
             actions.append(self._decode_action(decode, utt, event.sample))
         speech_ms = self._ms(event.speech_end - utt.speech_start)
+        if speech_ms < self.config.interrupt_min_ms:
+            self._release(actions)  # ended (e.g. the stream closed) before it could interrupt
         self._held.append(
             _Held(utt.utterance, decode, event.speech_end, event.sample, speech_ms, utt.over_reply)
         )
@@ -515,8 +522,14 @@ class TurnMachine:
         actions: list[Action],
     ) -> None:
         self._holding = None
-        if self._reply is not None and self.reply_playing():
-            actions.append(Interrupt(self._reply.turn))  # a new turn ends the one playing
+        # A new turn ends the reply still playing. Without audio coming in (a typed turn
+        # in a text-only session) the audio clock stands still, so only a reply that is
+        # still being sent counts: its tail may still play, ahead of the new reply.
+        reply = self._reply
+        if reply is not None and (
+            reply.plays_until is None if utterance is None else self.reply_playing()
+        ):
+            actions.append(Interrupt(reply.turn))
         reply_id = None
         if self._spec is not None and utterance is not None and self._spec[1] == utterance:
             if self._spec[2] == normalize(text):
