@@ -125,6 +125,10 @@ class OutputPort(Protocol):
     def drop_audio(self, turn: int) -> None:
         """Discard audio of ``turn`` that is queued and not yet written (barge-in)."""
 
+    def backlog(self) -> int:
+        """Audio messages emitted and not yet written: a socket slower than real time
+        shows here."""
+
 
 @dataclass
 class Outbox:
@@ -151,6 +155,9 @@ class Outbox:
         kept = [m for m in self._queue if not (isinstance(m, AudioOut) and m.turn == turn)]
         self._queue.clear()
         self._queue.extend(kept)
+
+    def backlog(self) -> int:
+        return sum(isinstance(m, AudioOut) for m in self._queue)  # a few items at most
 
     async def _write(self) -> None:
         while True:

@@ -25,6 +25,9 @@ from voxgate.reply import Piece, ReplyEnd, ReplyRun
 # Audio goes out in frames of this length: short enough that pacing is smooth
 # and little is in flight when a barge-in stops it.
 FRAME_MS = 100
+# Audio frames that may wait in the outbox: beyond this the socket is slower than
+# real time, and pacing waits for it rather than piling up audio it cannot stop.
+MAX_BACKLOG = 2
 # A client report older than this is not trusted any more (the client stopped
 # reporting): the server's own model takes over, so a reply never stalls.
 REPORT_STALE_S = 0.5
@@ -194,6 +197,8 @@ class SpeechHandle:
     async def _pace(self, samples: int) -> None:
         """Wait until sending ``samples`` more keeps the client's buffer within the lead."""
         await self._released.wait()
+        while self.port.backlog() > MAX_BACKLOG:
+            await asyncio.sleep(FRAME_MS / 4000.0)
         if self.sent_samples == 0:
             return  # the first chunk goes at once
         frame_ms = samples * 1000.0 / self.rate

@@ -261,3 +261,19 @@ async def test_close_twice_at_once_and_cancelled_close_leave_nothing_behind() ->
     await asyncio.gather(first, h.conn.close(), return_exceptions=True)
     await asyncio.sleep(0.05)
     assert no_pending_tasks() == []
+
+
+async def test_a_socket_slower_than_real_time_does_not_pile_up_reply_audio() -> None:
+    """Pacing counts what the socket took, not only what was queued for it."""
+    stt = FakeSTT(lambda s: "")
+    llm = FakeLLM("One two three four five six seven eight nine ten eleven twelve.")
+    # 150 ms per frame written, for 100 ms audio frames: slower than real time.
+    h = Harness(fake_engines(stt, llm, FakeTTS(ms_per_char=80)), send_delay_s=0.15)
+    await h.start()
+    await h.say("Count for me.")
+    backlog = []
+    for _ in range(100):
+        await asyncio.sleep(0.01)
+        backlog.append(h.conn.outbox.backlog())
+    assert max(backlog) <= 3  # the pacer's bound: 2 frames waiting, plus the one it adds
+    await h.conn.close()
