@@ -409,13 +409,19 @@ class Session:
 
     def _end_without_reply(self, queued: QueuedTurn, error: str) -> None:
         """A turn that could not even start its reply: it still ends with metrics and DONE."""
-        metrics = queued.metrics
-        metrics.error = error
-        code, _, message = error.partition(": ")
-        self.port.emit(SessionError(code, message))
-        self.port.emit(TurnReport(queued.turn, metrics.event()))
-        self.port.emit(TurnDone(queued.turn))
-        self._step(tm.ReplyFinished(queued.turn, self.clock.samples))
+        queued.metrics.error = error
+        self._end_turn(queued.turn, queued.metrics, self.clock.samples)
+
+    def _end_turn(
+        self, turn: int, metrics: TurnMetrics, plays_until: int, event: dict[str, Any] | None = None
+    ) -> None:
+        """What every turn ends with, however it went: its error, metrics and DONE."""
+        if metrics.error:
+            code, _, message = metrics.error.partition(": ")
+            self.port.emit(SessionError(code, message))
+        self.port.emit(TurnReport(turn, event if event is not None else metrics.event()))
+        self.port.emit(TurnDone(turn))
+        self._step(tm.ReplyFinished(turn, plays_until))
 
     async def _wait_play(self, handle: SpeechHandle) -> None:
         task = handle.task
@@ -511,9 +517,17 @@ class Session:
         metrics.reply = reply
         metrics.error = handle.error or run.error
         metrics.playback = metrics.playback or handle.played_ms()[1]
-        speaker = run.speaker_id
+        self._last_handle = handle
+        event = metrics.event()  # built once: for the trace and for the client
+        try:
+            self._remember(run.speaker_id, metrics, event)
+        finally:  # whatever failed above, the client learns that the turn is over
+            self._end_turn(handle.turn, metrics, self._plays_until(handle), event)
+
+    def _remember(self, speaker: str, metrics: TurnMetrics, event: dict[str, Any]) -> None:
+        """The turn into every persona's history, the memory store and the trace."""
         for persona_id, messages in exchange_messages(
-            self.room, speaker, metrics.transcript, reply
+            self.room, speaker, metrics.transcript, metrics.reply
         ).items():
             self.histories.setdefault(persona_id, []).extend(messages)
         self._last_speaker = speaker
@@ -522,23 +536,13 @@ class Session:
                 self.id,
                 speaker,
                 metrics.transcript,
-                reply,
+                metrics.reply,
                 user=self.user,
                 interrupted=metrics.interrupted,
             )
-        self._last_handle = handle
-        event = metrics.event()
-        try:
-            self.engines.trace.write(metrics.record(self.id, event))
-            if not metrics.interrupted:
-                self._observe(metrics)
-        finally:  # whatever failed above, the client learns that the turn is over
-            if metrics.error:
-                code, _, message = metrics.error.partition(": ")
-                self.port.emit(SessionError(code, message))
-            self.port.emit(TurnReport(handle.turn, event))
-            self.port.emit(TurnDone(handle.turn))
-            self._step(tm.ReplyFinished(handle.turn, self._plays_until(handle)))
+        self.engines.trace.write(metrics.record(self.id, event))
+        if not metrics.interrupted:
+            self._observe(metrics)
 
     def _observe(self, metrics: TurnMetrics) -> None:
         registry = self.engines.registry
