@@ -1,4 +1,4 @@
-"""Command line: ``voxgate serve | converse | bench | models | personas``.
+"""Command line: ``voxgate serve | converse | bench | eval | models | personas``.
 
 Each command imports its module lazily so that ``voxgate --help`` and the
 light commands start fast and do not load models.
@@ -33,6 +33,23 @@ def _counts(text: str) -> list[int]:
     return counts
 
 
+def _model_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model",
+        choices=["smart", "fast"],
+        default=None,
+        help="embedded LLM: smart = Qwen2.5 1.5B (default), fast = 0.5B "
+        "(default: $VOXGATE_MODEL, else smart)",
+    )
+
+
+def _names(text: str) -> list[str]:
+    names = [x.strip() for x in text.split(",") if x.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"expected names like smart,fast, got {text!r}")
+    return names
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="voxgate", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -46,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--llm-url", default=None, help="OpenAI-compatible server instead of the embedded llama.cpp"
     )
     serve.add_argument("--llm-model", default=None, help="model name sent to --llm-url")
+    _model_option(serve)
     serve.add_argument(
         "--token", default=None, help="session token (default: $VOXGATE_TOKEN or generated)"
     )
@@ -102,6 +120,13 @@ def build_parser() -> argparse.ArgumentParser:
     latency.add_argument(
         "--speech-dir", default=None, help="folder with beckett.wav and clone-test.wav"
     )
+    _model_option(latency)
+    latency.add_argument(
+        "--models",
+        type=_names,
+        default=None,
+        help="compare embedded LLMs in one run, e.g. smart,fast (voxgate mode, one server each)",
+    )
     latency.set_defaults(func=_lazy("voxgate.bench.latency:cli_latency"))
 
     bargein = bench_sub.add_parser(
@@ -148,6 +173,35 @@ def build_parser() -> argparse.ArgumentParser:
                         help="fixture sessions start together and stay in step (worst case)")
     stress.add_argument("--json", default=None, help="write the raw per-turn results")
     stress.set_defaults(func=_lazy("voxgate.bench.stress:cli_stress"))
+
+    evaluate = sub.add_parser(
+        "eval", help="conversation quality: scenarios through a real session, scored by rules"
+    )
+    _model_option(evaluate)
+    evaluate.add_argument("--models", type=_names, default=None,
+                          help="evaluate several embedded LLMs in one run, e.g. smart,fast")
+    evaluate.add_argument("--persona", type=_names, default=["ada"],
+                          help="persona(s) under test, e.g. ada,max (default ada)")
+    evaluate.add_argument("--scenarios", default=None, help="folder of scenario TOML files")
+    evaluate.add_argument("--only", type=_names, default=None, help="scenario ids to run")
+    evaluate.add_argument("--audio", action="store_true",
+                          help="speak the user's lines into a real WebSocket in real time")
+    evaluate.add_argument("--ablate-guard", action="store_true",
+                          help="also run each setting with the reply guard off (a baseline)")
+    evaluate.add_argument("--llm-url", default=None,
+                          help="evaluate an OpenAI-compatible server instead of the embedded LLM")
+    evaluate.add_argument("--llm-model", default=None, help="model name sent to --llm-url")
+    evaluate.add_argument("--judge-url", default=None,
+                          help="also ask an OpenAI-compatible LLM whether each reply is on topic")
+    evaluate.add_argument("--judge-model", default="default", help="model name for --judge-url")
+    evaluate.add_argument("--min-pass", type=float, default=0.9,
+                          help="least share of replies passing every rule (default 0.9)")
+    evaluate.add_argument("--min-known", type=float, default=0.8,
+                          help="least share of known answers right (default 0.8)")
+    evaluate.add_argument("--repeat", type=int, default=1,
+                          help="play every scenario this many times per run (new seeds)")
+    evaluate.add_argument("--json", default=None, help="write every turn and its scores")
+    evaluate.set_defaults(func=_lazy("voxgate.eval.cli:cli_eval"))
 
     models = sub.add_parser("models", help="assemble and check the default offline models")
     models.add_argument("action", choices=["assemble", "check", "path"])

@@ -31,6 +31,9 @@ class SessionConfig(BaseModel):
     # Stop sending a reply's audio the moment the user speaks over it (resumed if it
     # was only a cough), rather than only once the speech is long enough to interrupt.
     hold_on_speech: bool = True
+    # Check each reply clause before it is spoken: regenerate a reply that parrots the
+    # prompt, echoes the user or repeats itself (voxgate.quality.guard).
+    reply_guard: bool = True
 
     @model_validator(mode="after")
     def _ordered(self) -> SessionConfig:

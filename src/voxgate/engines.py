@@ -87,8 +87,8 @@ class Engines:
         for persona in self.personas.values():
             prompt = PromptAssembler("prewarm").assemble(persona, [], "Hello.")
             prime = getattr(self.llm, "prime", None)
-            if prime is not None:  # the embedded engine: prefill the system message only
-                await prime(persona.id, prompt.messages[:1])
+            if prime is not None:  # the embedded engine: prefill the stable prefix only
+                await prime(persona.id, prompt.messages[: prompt.stable_messages])
                 continue
             # A remote server: one short request warms its prefix cache.
             request = LLMRequest(
@@ -124,9 +124,11 @@ def load_default_engines(
     llm_model: str | None = None,
     trace_path: Path | None = None,
     memory_path: Path | None = None,
+    model: str | None = None,
 ) -> Engines:
-    """The offline default stack: faster-whisper tiny.en, llama.cpp Qwen 0.5B, Piper joe
-    (plus Kokoro when a persona asks for it and it is installed)."""
+    """The offline default stack: faster-whisper tiny.en, llama.cpp Qwen2.5 (``model``:
+    "smart" 1.5B or "fast" 0.5B, default $VOXGATE_MODEL or smart), Piper joe (plus Kokoro
+    when a persona asks for it and it is installed)."""
     from voxgate.stt.whisper import WhisperSTT
 
     gate = ComputeGate()
@@ -137,8 +139,9 @@ def load_default_engines(
         llm = OpenAICompatEngine(llm_url, model=llm_model or "default")
     else:
         from voxgate.llm.llama_engine import LlamaEngine
+        from voxgate.models.assets import llm_model_path
 
-        llm = LlamaEngine(gate)
+        llm = LlamaEngine(gate, llm_model_path(model=model))
     personas = load_personas(personas_dir)
     if default_persona not in personas:
         raise SystemExit(

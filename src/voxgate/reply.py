@@ -8,19 +8,24 @@ makes it the live reply in place; ``close`` stops it and awaits its tasks.
 
 A run keeps its own metrics until promoted: a dropped speculative run never
 stamps the live turn.
+
+With a ``ReplyGuard`` every clause is checked before it goes to synthesis
+(see ``voxgate.quality.guard``): ``generated`` only ever holds text that passed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from voxgate.aio import cancel_and_wait
 from voxgate.audio.pcm import Int16Array
 from voxgate.llm.base import LLMEngine, LLMRequest, LLMUsage
 from voxgate.metrics.turn import SessionClock, TurnMetrics
 from voxgate.personas.persona import VoiceSpec
+from voxgate.quality.checks import Violation
+from voxgate.quality.guard import ReplyGuard
 from voxgate.scheduler import Priority, PriorityRef
 from voxgate.tts.base import TTSEngine
 from voxgate.tts.chunker import TextChunker
@@ -60,6 +65,7 @@ class ReplyRun:
         answering: str,
         history_len: int,
         mode: str,
+        guard: ReplyGuard | None = None,
     ) -> None:
         self.llm, self.tts, self.request, self.voice, self.clock = llm, tts, request, voice, clock
         self.answering = answering  # the transcript this run answers
@@ -67,9 +73,13 @@ class ReplyRun:
         self.metrics = TurnMetrics(0, request.persona_id, mode)  # its own until promoted
         self.usage = LLMUsage()
         self.metrics.llm = self.usage
-        self._chunker = TextChunker(clauses=clauses)
+        self.guard = guard
+        self._clause_mode = clauses
         self._clauses: asyncio.Queue[tuple[str, str] | None] = asyncio.Queue()
         self._unshown = ""  # raw text generated and not yet attached to a clause
+        self._pending: list[tuple[str, str]] = []  # (clause, delta) not yet judged
+        self._released: list[str] = []  # clauses that passed: the reply so far
+        self._failed_opening = ""  # the text of the last attempt the guard failed
         self._items: asyncio.Queue[ReplyItem] = asyncio.Queue()
         self._tts_priority = PriorityRef(Priority.SPECULATIVE)
         self.generated = ""
@@ -108,25 +118,14 @@ class ReplyRun:
         self.metrics.stamp("llm_start", self.clock.now_ms())
         span = self.metrics.span("llm", self.clock.now_ms())
         try:
-            stream = self.llm.stream(self.request, self.usage)
-            # aclosing: a cancelled reply closes the stream at once, which stops the engine.
-            async with contextlib.aclosing(stream):  # type: ignore[type-var]
-                async for delta in stream:
-                    if not self.generated:
-                        self.metrics.stamp("llm_first_token", self.clock.now_ms())
-                    self.generated += delta
-                    self._unshown += delta
-                    for chunk in self._chunker.feed(delta):
-                        self._queue_clause(chunk)
+            await self._generate_guarded()
         except Exception as exc:  # a dead or failing backend ends this reply, not the session
             self.error = f"llm_failed: {exc}"
+            # What was generated before the failure is still spoken, if it passes.
+            if self._pending and not self._judge(final=True):
+                self._release()
         finally:
-            # What was generated before the end (or a cut) is still spoken.
-            try:
-                if rest := self._chunker.flush():
-                    self._queue_clause(rest)
-            finally:
-                self._clauses.put_nowait(None)
+            self._clauses.put_nowait(None)
             span.end_ms = round(self.clock.now_ms(), 1)
             decode_s = max(self.usage.decode_ms, 1.0) / 1000.0
             span.attrs.update(
@@ -135,11 +134,101 @@ class ReplyRun:
                 prompt_tokens=self.usage.prompt_tokens,
                 evaluated_tokens=self.usage.evaluated_tokens,
             )
+            if self.guard is not None and self.guard.hits:
+                span.attrs["guard"] = [h.as_dict() for h in self.guard.hits]
 
-    def _queue_clause(self, text: str) -> None:
-        self._clauses_queued += 1
-        self._clauses.put_nowait((text, self._unshown))
+    async def _generate_guarded(self) -> None:
+        """Up to ``guard.attempts`` generations; a neutral acknowledgement when all fail."""
+        attempts = self.guard.attempts if self.guard is not None else 1
+        request = self.request
+        for attempt in range(attempts):
+            if attempt:
+                request = replace(
+                    request,
+                    seed=(request.seed * 1_000_003 + attempt) % 2**31,
+                    temperature=ReplyGuard.retry_temperature(request.temperature),
+                    # A retry that opens the same way mostly fails the same way.
+                    avoid_openings=(*request.avoid_openings, self._failed_opening),
+                )
+            failed = await self._attempt(request)
+            if not failed:
+                return
+            assert self.guard is not None
+            last = attempt + 1 == attempts
+            self.guard.record(failed, attempt, "fallback" if last else "regenerated")
+        assert self.guard is not None
+        ack = self.guard.neutral_ack()
+        self._pending = [(ack, ack)]
+        self._release()
+
+    async def _attempt(self, request: LLMRequest) -> list[Violation]:
+        """One generation. Returns the violations that failed it before anything was
+        released (regenerate); a failure after that truncates the reply instead."""
+        chunker = TextChunker(clauses=self._clause_mode)
+        self._pending, self._unshown = [], ""
+        stream = self.llm.stream(request, self.usage)
+        # aclosing: a cancelled or truncated reply closes the stream at once.
+        async with contextlib.aclosing(stream):  # type: ignore[type-var]
+            async for delta in stream:
+                self.metrics.stamp("llm_first_token", self.clock.now_ms())
+                self._unshown += delta
+                for chunk in chunker.feed(delta):
+                    self._pending.append((chunk, self._unshown))
+                    self._unshown = ""
+                    if self._waiting_to_judge():
+                        continue
+                    if failed := self._judge(final=False):
+                        return self._reject(failed)
+                    self._release()
+        if rest := chunker.flush():
+            self._pending.append((rest, self._unshown))
+        elif self._pending and self._unshown:  # trailing spaces belong to the last clause
+            text, delta = self._pending[-1]
+            self._pending[-1] = (text, delta + self._unshown)
         self._unshown = ""
+        if self._pending or not self._released:
+            if failed := self._judge(final=True):
+                return self._reject(failed)
+            self._release()
+        return []
+
+    def _waiting_to_judge(self) -> bool:
+        """Hold the opening until it says enough to be judged."""
+        return (
+            self.guard is not None
+            and not self._released
+            and not self.guard.ready_to_judge(self._candidate())
+        )
+
+    def _candidate(self) -> str:
+        return " ".join([*self._released, *(text for text, _ in self._pending)])
+
+    def _judge(self, final: bool) -> list[Violation]:
+        if self.guard is None:
+            return []
+        text = self._candidate()
+        return self.guard.check_final(text) if final else self.guard.check_partial(text)
+
+    def _reject(self, failed: list[Violation]) -> list[Violation]:
+        self._failed_opening = self._candidate()
+        self._pending = []
+        if not self._released:
+            return failed  # nothing spoken yet: regenerate
+        assert self.guard is not None
+        self.guard.record(failed, 0, "truncated")  # what was released had passed: stop here
+        return []
+
+    def _release(self) -> None:
+        """Pending clauses passed: on to synthesis, and into the reply."""
+        for text, delta in self._pending:
+            self._released.append(text)
+            self.generated = " ".join(self._released)
+            self._queue_clause(text, delta)
+        self._pending = []
+
+    def _queue_clause(self, text: str, delta: str) -> None:
+        self._clauses_queued += 1
+        self._clauses.put_nowait((text, delta))
 
     async def _synthesize_all(self) -> None:
         tts_failed: str | None = None

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import statistics
 import time
 import uuid
@@ -49,6 +50,8 @@ from voxgate.ports import (
     TurnStarted,
 )
 from voxgate.prompt.assembler import PromptAssembler
+from voxgate.quality.checks import ReplyContext, names_claimed
+from voxgate.quality.guard import ReplyGuard
 from voxgate.reply import ReplyRun
 from voxgate.scheduler import Priority, PriorityRef
 from voxgate.speech import Filler, SpeechHandle
@@ -66,6 +69,9 @@ PREROLL_MS = 300
 MAX_ROOM = 6  # personas in one conversation
 MAX_USER_ID = 64
 MAX_USER_TEXT = 2000  # a typed turn; longer input is a paste, not a conversational turn
+# The persona's replies a new one must not repeat: all of them, in practice (the
+# history is compacted long before this).
+GUARD_REPLY_WINDOW = 64
 
 
 @dataclass(slots=True)
@@ -172,6 +178,8 @@ class Session:
         self._speaker_task: asyncio.Task[None] | None = None
         self._closing: asyncio.Future[None] | None = None
         self.closed = False
+        # A new seed per reply: a retry or a repeated question does not get the same sample.
+        self._seeds = random.Random()
 
     @property
     def history(self) -> list[ChatMessage]:
@@ -473,8 +481,14 @@ class Session:
             speaker.id,
             prompt.messages,
             max_tokens=speaker.max_reply_tokens,
+            seed=self._seeds.getrandbits(31),
             priority=PriorityRef(priority),
             conversation_id=self.id,
+        )
+        guard = (
+            ReplyGuard(self._reply_context(speaker, history, text))
+            if self.config.reply_guard
+            else None
         )
         return ReplyRun(
             llm=self.engines.llm,
@@ -486,6 +500,26 @@ class Session:
             answering=text,
             history_len=len(history),
             mode=self.config.mode,
+            guard=guard,
+        )
+
+    def _reply_context(
+        self, speaker: Persona, history: list[ChatMessage], text: str
+    ) -> ReplyContext:
+        """What the guard checks ``speaker``'s reply to ``text`` against."""
+        earlier = [m.content for m in history if m.role == "assistant"]
+        said_by_user = [m.content for m in history if m.role == "user"] + [text]
+        others = {p.name for p in self.engines.personas.values() if p.id != speaker.id}
+        for line in said_by_user:
+            others |= names_claimed(line)
+        summary = self._summaries.get(speaker.id, "")
+        return ReplyContext(
+            persona_name=speaker.name,
+            instructions=speaker.instructions,
+            knowledge=(*speaker.facts, *(s for s in summary.split(". ") if s.strip())),
+            user_text=text,
+            earlier_replies=earlier[-GUARD_REPLY_WINDOW:],
+            other_names=frozenset(others - {speaker.name}),
         )
 
     def _filler_for(self, run: ReplyRun) -> Filler | None:
@@ -516,6 +550,7 @@ class Session:
         metrics.stamp("reply_end", self.clock.now_ms())
         metrics.reply = reply
         metrics.error = handle.error or run.error
+        metrics.guard = [h.as_dict() for h in run.guard.hits] if run.guard is not None else []
         metrics.playback = metrics.playback or handle.played_ms()[1]
         self._last_handle = handle
         event = metrics.event()  # built once: for the trace and for the client
@@ -562,6 +597,13 @@ class Session:
                 registry.observe(f"voxgate_{stage}_ms", value, help_text=f"{stage} per turn (ms)")
         if metrics.error:
             registry.inc("voxgate_turn_errors_total", help_text="Turns that ended with an error")
+        for hit in metrics.guard:
+            registry.inc(
+                "voxgate_reply_guard_total",
+                help_text="Reply clauses the guard failed, by rule and what it did",
+                rule=str(hit["rule"]),
+                action=str(hit["action"]),
+            )
 
     def _correct_last_reply(self, speaker_id: str, heard: str) -> None:
         speaker = self.engines.persona(speaker_id)

@@ -24,14 +24,21 @@ class BenchServer:
         await self.engines.close()
 
 
-async def start_bench_server(kind: str, trace: str | None, max_sessions: int = 16) -> BenchServer:
+async def start_bench_server(
+    kind: str, trace: str | None, max_sessions: int = 16, model: str | None = None
+) -> BenchServer:
     """Load and warm the default stack, serve it on a free loopback port, no token."""
     trace_path = Path(trace or f"runs/bench-{kind}-{time.strftime('%Y%m%d-%H%M%S')}.jsonl")
     print(f"[{kind}] loading and warming models...", flush=True)
     # A fresh memory store: what earlier runs taught the personas must not change the prompts.
     memory = Path(tempfile.mkdtemp(prefix=f"voxgate-{kind}-")) / "memory.sqlite3"
-    engines = load_default_engines(trace_path=trace_path, memory_path=memory)
+    engines = load_default_engines(trace_path=trace_path, memory_path=memory, model=model)
     await engines.warm()
+    return await serve_engines(engines, max_sessions)
+
+
+async def serve_engines(engines: Engines, max_sessions: int = 16) -> BenchServer:
+    """Serve warmed ``engines`` on a free loopback port, no token; close() closes both."""
     settings = GatewaySettings(token=None, max_sessions=max_sessions)
     runner = web.AppRunner(create_app(engines, settings))
     await runner.setup()

@@ -185,10 +185,12 @@ async def run_mode(
 
 
 async def bench(args: argparse.Namespace) -> list[TurnRow]:
-    server = await start_bench_server("latency", args.trace)
     conversation = build_conversation(
         Path(args.speech_dir) if args.speech_dir else None, args.turns
     )
+    if args.models:
+        return await bench_models(args, conversation)
+    server = await start_bench_server("latency", args.trace, model=args.model)
     modes: list[tuple[str, SessionConfig]] = [("voxgate", SessionConfig())]
     if args.compare:
         modes.insert(0, ("sequential", sequential_config()))
@@ -201,9 +203,21 @@ async def bench(args: argparse.Namespace) -> list[TurnRow]:
     return rows
 
 
+async def bench_models(args: argparse.Namespace, conversation: list[Utterance]) -> list[TurnRow]:
+    """The same conversation on each model, one after the other, one server (and model) each."""
+    rows: list[TurnRow] = []
+    for model in args.models:
+        server = await start_bench_server(f"latency-{model}", args.trace, model=model)
+        try:
+            rows += await run_mode(server.engines, server.url, model, SessionConfig(), conversation)
+        finally:
+            await server.close()
+    return rows
+
+
 def cli_latency(args: argparse.Namespace) -> int:
     rows = asyncio.run(bench(args))
-    modes = sorted({r.mode for r in rows}, key=lambda m: m != "sequential")
+    modes = args.models or sorted({r.mode for r in rows}, key=lambda m: m != "sequential")
     print()
     print(summarize(rows, modes))
     if args.json:

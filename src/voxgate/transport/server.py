@@ -222,7 +222,10 @@ async def serve(args: argparse.Namespace) -> None:
         if args.trace
         else Path("runs") / f"trace-{time.strftime('%Y%m%d-%H%M%S')}.jsonl"
     )
-    print("voxgate: loading models (Whisper tiny.en, Qwen2.5 0.5B, Piper joe)...", flush=True)
+    from voxgate.models.assets import llm_choice
+
+    llm_title = "remote LLM" if args.llm_url else llm_choice(args.model).title
+    print(f"voxgate: loading models (Whisper tiny.en, {llm_title}, Piper joe)...", flush=True)
     started = time.perf_counter()
     engines = load_default_engines(
         personas_dir=Path(args.personas_dir) if args.personas_dir else None,
@@ -230,6 +233,7 @@ async def serve(args: argparse.Namespace) -> None:
         llm_url=args.llm_url,
         llm_model=args.llm_model,
         trace_path=trace,
+        model=args.model,
     )
     engines.record_turn_events = args.trace_turn_events
     print("voxgate: warming up (the first call of each model is slow)...", flush=True)

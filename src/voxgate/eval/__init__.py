@@ -1,0 +1,1 @@
+"""`voxgate eval`: conversation quality of real models through a real session."""

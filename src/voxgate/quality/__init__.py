@@ -1,0 +1,1 @@
+"""Reply quality: rule checks shared by the reply guard and `voxgate eval`."""
