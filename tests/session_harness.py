@@ -21,8 +21,10 @@ class Harness:
     ) -> None:
         self.frames: list[Frame] = []
         self.send_delay_s = send_delay_s
+        # The reply guard is off by default here: the fakes' canned replies would trip
+        # its repeat rule; test_reply_guard.py turns it on where it is under test.
         self.conn = BinaryProtocolSession(
-            engines, self._sink, config or SessionConfig(fillers=False)
+            engines, self._sink, config or SessionConfig(fillers=False, reply_guard=False)
         )
 
     @property

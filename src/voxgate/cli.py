@@ -182,6 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="evaluate several embedded LLMs in one run, e.g. smart,fast")
     evaluate.add_argument("--persona", type=_names, default=["ada"],
                           help="persona(s) under test, e.g. ada,max (default ada)")
+    evaluate.add_argument("--personas-dir", default=None, help="extra persona TOML files")
     evaluate.add_argument("--scenarios", default=None, help="folder of scenario TOML files")
     evaluate.add_argument("--only", type=_names, default=None, help="scenario ids to run")
     evaluate.add_argument("--audio", action="store_true",

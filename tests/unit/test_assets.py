@@ -163,6 +163,31 @@ def test_missing_silero_is_reported_not_raised(monkeypatch: pytest.MonkeyPatch) 
         assets.silero_vad_model_path()
 
 
+@pytest.fixture(autouse=True)
+def fast_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests assemble and break the 0.5 GB model; the 1.1 GB one works the same way."""
+    monkeypatch.setenv(assets.MODEL_ENV, "fast")
+
+
+def test_model_choice_comes_from_the_argument_then_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert assets.llm_choice("smart") is assets.SMART_LLM
+    assert assets.llm_choice() is assets.FAST_LLM  # $VOXGATE_MODEL=fast
+    monkeypatch.delenv(assets.MODEL_ENV)
+    assert assets.llm_choice().key == assets.DEFAULT_LLM
+    with pytest.raises(MissingModelError, match="choose one of fast, smart"):
+        assets.llm_choice("huge")
+
+
+@pytest.mark.parametrize("model", list(assets.LLM_MODELS.values()), ids=list(assets.LLM_MODELS))
+def test_each_models_parts_add_up_to_its_size(model: assets.LLMModel) -> None:
+    sizes = [model.part_size(i) for i in range(1, len(model.part_hashes) + 1)]
+    assert sum(sizes) == model.size
+    assert 0 < sizes[-1] <= model.full_part
+    assert model.module(3) == model.distribution(3).replace("-", "_")
+
+
 def test_installed_models_are_found() -> None:
     model_dir = assets.whisper_model_dir()
     assert (model_dir / "config.json").is_file()
@@ -206,10 +231,11 @@ def test_cache_dir_defaults_to_home_cache(tmp_path: Path, monkeypatch: pytest.Mo
 
 @pytest.fixture(scope="module")
 def llm_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A VOXGATE_CACHE holding the real assembled LLM, removed afterwards (0.5 GB)."""
+    """A VOXGATE_CACHE holding the real assembled 0.5B LLM, removed afterwards (0.5 GB)."""
     root = tmp_path_factory.mktemp("voxgate-cache")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("VOXGATE_CACHE", str(root))
+        mp.setenv(assets.MODEL_ENV, "fast")
         path = assemble_llm(progress=False)
         yield path
     shutil.rmtree(root, ignore_errors=True)

@@ -45,6 +45,12 @@ def bench_config() -> SessionConfig:
     return SessionConfig(fillers=False)
 
 
+def fixture_config() -> SessionConfig:
+    """For the fixture engines: their one canned reply is not a model's, so the reply
+    guard (which would reject it as a repeat from the second turn on) is off."""
+    return SessionConfig(fillers=False, reply_guard=False)
+
+
 def rss_mb(field_name: str = "VmRSS") -> float:
     """Resident memory of this process from /proc (Linux), in MiB."""
     for line in Path("/proc/self/status").read_text().splitlines():
@@ -133,7 +139,7 @@ async def fixture_run(n: int, m: int, timing: FixtureTiming, progress: Progress,
     an artificial worst case. Unless ``lockstep``, session starts are spread
     evenly over one reply's duration, as independent users' turns would be.
     """
-    config = bench_config()
+    config = fixture_config()
     llm, tts, stt = FixedDelayLLM(timing), FixedDelayTTS(timing), FixedDelaySTT()
     personas = make_personas(n, f"f{n}")
     spread_s = 0.0 if lockstep else timing.reply_ms(len(llm.tokens)) / 1000.0 / n
@@ -179,7 +185,7 @@ async def bare_turns(turns: int) -> BareTurns:
     with tempfile.TemporaryDirectory(prefix="voxgate-stress-") as tmp:
         engines = _engines(FixedDelayLLM(timing), FixedDelayTTS(timing), FixedDelaySTT(),
                            ComputeGate(), personas, Path(tmp) / "trace.jsonl")
-        (client,), _ = await _materialize(engines, personas, bench_config())
+        (client,), _ = await _materialize(engines, personas, fixture_config())
         try:
             for turn in range(turns + 1):
                 await client.listen()

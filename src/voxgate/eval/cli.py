@@ -60,6 +60,7 @@ async def _run_one(spec: RunSpec, scenarios: list[Scenario], args: argparse.Name
     store = Path(tempfile.mkdtemp(prefix="voxgate-eval-")) / "memory.sqlite3"
     engines = load_default_engines(
         memory_path=store, model=model, default_persona=spec.persona,
+        personas_dir=Path(args.personas_dir) if args.personas_dir else None,
         llm_url=args.llm_url, llm_model=args.llm_model,
     )
     await engines.warm()

@@ -571,6 +571,7 @@ def inventory(verify: bool = False) -> list[Asset]:
             f"PyPI {model.part_prefix}1..{len(model.part_hashes)}, joined and SHA-256 verified",
             "Apache-2.0",
             llm_locate(model),
+            required=model is default,  # the server runs without the other one
         )
         for model in sorted(LLM_MODELS.values(), key=lambda m: m is not default)
     ]

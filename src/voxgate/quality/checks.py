@@ -36,6 +36,8 @@ COPY_SHARE = 0.6
 MAX_WORDS = 60
 # Long enough that a shared opening ("Sure, I can help.") is not yet a loop.
 REPEAT_MIN_WORDS = 4
+# A sentence this long said again, anywhere in a reply, is a repeat.
+REPEAT_RUN = 6
 
 _MARKDOWN = re.compile(
     r"(\*\*|__|`|^\s*#{1,6}\s|^\s*[-*•]\s|^\s*\d+[.)]\s|\[[^\]]+\]\([^)]+\))", re.MULTILINE
@@ -130,7 +132,8 @@ def parrot(reply: str, ctx: ReplyContext) -> str | None:
         known = words(line)
         if content(known) & asked:
             continue  # the user asked about this: using it is the point
-        if longest_shared_run(said, known) >= 3 and copied_share(said, known) >= 0.5:
+        run = longest_shared_run(said, known)
+        if run >= 4 or (run >= 3 and copied_share(said, known) >= 0.4):
             return f"recites an unasked fact: {line[:40]!r}"
     return None
 
@@ -164,6 +167,8 @@ def echo_so_far(reply: str, ctx: ReplyContext) -> str | None:
     run = longest_shared_run(said, heard)
     if run >= 0.8 * len(heard):
         return f"echoes {run} words of the user's line"
+    if len(said) >= 5 and not content(said) - content(heard) and copied_share(said, heard) >= 0.8:
+        return "starts by saying the user's line back"
     return None
 
 
@@ -177,11 +182,10 @@ def repeat(reply: str, ctx: ReplyContext) -> str | None:
         before = words(earlier)
         if said == before and len(said) >= 2:
             return "repeats an earlier reply"
-        if len(said) >= REPEAT_MIN_WORDS and (
-            copied_share(said, before) >= COPY_SHARE
-            or longest_shared_run(said, before) >= max(REPEAT_MIN_WORDS + 2, len(said))
-        ):
+        if len(said) >= REPEAT_MIN_WORDS and copied_share(said, before) >= COPY_SHARE:
             return "repeats an earlier reply"
+        if (run := longest_shared_run(said, before)) >= REPEAT_RUN:
+            return f"repeats {run} words of an earlier reply"
         if common_prefix(said, before) >= REPEAT_MIN_WORDS:
             return f"opens like an earlier reply: {' '.join(said[:REPEAT_MIN_WORDS])!r}"
     return None

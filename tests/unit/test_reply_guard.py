@@ -1,0 +1,159 @@
+"""The reply guard inside a reply run: what is spoken, what is regenerated, what is cut.
+
+The LLM is a fake that streams scripted replies, one per request, so each
+test decides exactly what the first and the second attempt say.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from tests.fakes import FakeTTS
+from voxgate.llm.base import ChatMessage, LLMRequest, LLMUsage
+from voxgate.metrics.turn import SessionClock
+from voxgate.personas.persona import VoiceSpec
+from voxgate.quality.checks import ReplyContext
+from voxgate.quality.guard import NEUTRAL_ACKS, ReplyGuard
+from voxgate.reply import Piece, ReplyEnd, ReplyRun
+
+
+class FakeScriptedLLM:
+    """Streams ``replies[i]`` word by word for the i-th request; records the requests."""
+
+    name = "fake-scripted-llm"
+
+    def __init__(self, *replies: str) -> None:
+        self.replies = list(replies)
+        self.requests: list[LLMRequest] = []
+        self.closed_early = 0
+
+    async def warm(self) -> None:
+        return None
+
+    async def _gen(self, request: LLMRequest) -> AsyncIterator[str]:
+        reply = self.replies[min(len(self.requests), len(self.replies) - 1)]
+        self.requests.append(request)
+        finished = False
+        try:
+            for i, word in enumerate(reply.split(" ")):
+                await asyncio.sleep(0)
+                yield word if i == 0 else " " + word
+            finished = True
+        finally:
+            if not finished:
+                self.closed_early += 1
+
+    def stream(self, request: LLMRequest, usage: LLMUsage) -> AsyncIterator[str]:
+        return self._gen(request)
+
+    async def close(self) -> None:
+        return None
+
+
+USER = "It was the best of times, it was the worst of times."
+CONTEXT = ReplyContext(
+    persona_name="Ada",
+    instructions="You are Ada. Reply in one or two short sentences of plain speech.",
+    knowledge=("You run offline: everything lives on this machine.",),
+    user_text=USER,
+    earlier_replies=("What a striking opening full of contrasts.",),
+)
+
+
+async def run_reply(llm: FakeScriptedLLM, guard: ReplyGuard | None) -> tuple[ReplyRun, list[str]]:
+    request = LLMRequest("ada", [ChatMessage("user", USER)], seed=7, temperature=0.6)
+    run = ReplyRun(llm=llm, tts=FakeTTS(ms_per_char=1), request=request, voice=VoiceSpec(),
+                   clock=SessionClock(), clauses=True, answering=USER, history_len=0,
+                   mode="test", guard=guard)
+    spoken = []
+    while not isinstance(item := await asyncio.wait_for(run.next_item(), 5), ReplyEnd):
+        assert isinstance(item, Piece)
+        spoken.append(item.text)
+    await run.close()
+    return run, spoken
+
+
+async def test_a_parroting_reply_is_regenerated_with_a_new_seed_and_never_spoken() -> None:
+    llm = FakeScriptedLLM("Yes, you run offline on this machine.",
+                          "Dickens! A famous opening about a time of extremes.")
+    run, spoken = await run_reply(llm, ReplyGuard(CONTEXT))
+
+    assert " ".join(spoken) == "Dickens! A famous opening about a time of extremes."
+    assert run.generated == "Dickens! A famous opening about a time of extremes."
+    first, second = llm.requests
+    assert second.seed != first.seed
+    assert second.temperature > first.temperature
+    assert second.avoid_openings == ("Yes, you run offline on this machine.",)
+    assert [(h.rule, h.action) for h in run.guard.hits] == [("parrot", "regenerated")]  # type: ignore[union-attr]
+
+
+async def test_two_failed_attempts_speak_a_neutral_acknowledgement() -> None:
+    llm = FakeScriptedLLM("It was the best of times, it was the worst of times.")
+    run, spoken = await run_reply(llm, ReplyGuard(CONTEXT))
+
+    assert spoken == [run.generated]
+    assert run.generated in NEUTRAL_ACKS
+    assert [h.action for h in run.guard.hits] == ["regenerated", "fallback"]  # type: ignore[union-attr]
+    assert len(llm.requests) == 2
+
+
+async def test_a_clause_that_fails_after_the_opening_was_spoken_cuts_the_reply_there() -> None:
+    llm = FakeScriptedLLM("Dickens wrote that, a famous line. What a striking opening "
+                          "full of contrasts. Anyway, do go on.")
+    run, spoken = await run_reply(llm, ReplyGuard(CONTEXT))
+
+    assert run.generated == "Dickens wrote that, a famous line."
+    assert "contrasts" not in " ".join(spoken) and "Anyway" not in " ".join(spoken)
+    assert [(h.rule, h.action) for h in run.guard.hits] == [("repeat", "truncated")]  # type: ignore[union-attr]
+    assert llm.closed_early == 1  # generation stopped at the cut
+
+
+async def test_the_opening_is_held_until_it_can_be_judged() -> None:
+    """'Yes,' alone says nothing; it is not released before the clause after it."""
+    llm = FakeScriptedLLM("Yes, you run offline on this machine.", "A famous opening indeed.")
+    _, spoken = await run_reply(llm, ReplyGuard(CONTEXT))
+    assert spoken == ["A famous opening indeed."]
+
+
+async def test_without_a_guard_the_reply_goes_through_unchecked() -> None:
+    llm = FakeScriptedLLM("Yes, you run offline on this machine.")
+    run, spoken = await run_reply(llm, None)
+    assert run.guard is None
+    assert " ".join(spoken) == "Yes, you run offline on this machine."
+    assert len(llm.requests) == 1
+
+
+async def test_an_empty_reply_is_regenerated() -> None:
+    llm = FakeScriptedLLM("", "Dickens, of course.")
+    run, spoken = await run_reply(llm, ReplyGuard(CONTEXT))
+    assert " ".join(spoken) == "Dickens, of course."
+    assert [h.rule for h in run.guard.hits] == ["empty"]  # type: ignore[union-attr]
+
+
+async def test_a_session_never_stores_a_failed_reply_and_counts_guard_hits() -> None:
+    """A model stuck on one reply: the second turn's copy is caught, the neutral
+    acknowledgement is spoken and stored instead, and the hits reach metrics."""
+    from tests.fakes import FakeLLM, FakeSTT, fake_engines
+    from tests.session_harness import Harness
+    from voxgate.config import SessionConfig
+
+    stuck = "Yes, you are correct. The war and the peace were significant events."
+    engines = fake_engines(FakeSTT(lambda s: ""), FakeLLM(stuck), FakeTTS(ms_per_char=1))
+    harness = Harness(engines, SessionConfig(fillers=False, output_lead_ms=60000))
+    await harness.start()
+    await harness.say("Tell me about the war.")
+    await harness.wait_for("metrics", 1)
+    await harness.say("And what about the peace?")
+    await harness.wait_for("metrics", 2)
+
+    first, second = harness.events("metrics")
+    assert first["reply"] == stuck and first["guard"] == []
+    assert second["reply"] in NEUTRAL_ACKS
+    assert [h["action"] for h in second["guard"]] == ["regenerated", "fallback"]
+    replies = [m.content for m in harness.session.history if m.role == "assistant"]
+    assert replies == [stuck, second["reply"]]
+    assert 'voxgate_reply_guard_total{action="fallback",rule="repeat"} 1' in (
+        engines.registry.render()
+    )
+    await harness.session.close()
