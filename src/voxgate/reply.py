@@ -52,6 +52,17 @@ class ReplyEnd:
 ReplyItem = Piece | ReplyEnd
 
 
+def _add_usage(total: LLMUsage, part: LLMUsage) -> None:
+    """Fold one attempt's usage into the reply's: work adds up, the prompt is one."""
+    total.prompt_tokens = max(total.prompt_tokens, part.prompt_tokens)
+    total.reused_tokens += part.reused_tokens
+    total.evaluated_tokens += part.evaluated_tokens
+    total.generated_tokens += part.generated_tokens
+    total.restore_ms += part.restore_ms
+    total.prefill_ms += part.prefill_ms
+    total.decode_ms += part.decode_ms
+
+
 class ReplyRun:
     def __init__(
         self,
@@ -80,6 +91,9 @@ class ReplyRun:
         self._pending: list[tuple[str, str]] = []  # (clause, delta) not yet judged
         self._released: list[str] = []  # clauses that passed: the reply so far
         self._failed_opening = ""  # the text of the last attempt the guard failed
+        self._chunker = TextChunker(clauses=clauses)
+        self._attempt_no = 0
+        self._first_token_ms: float | None = None
         self._items: asyncio.Queue[ReplyItem] = asyncio.Queue()
         self._tts_priority = PriorityRef(Priority.SPECULATIVE)
         self.generated = ""
@@ -122,6 +136,7 @@ class ReplyRun:
         except Exception as exc:  # a dead or failing backend ends this reply, not the session
             self.error = f"llm_failed: {exc}"
             # What was generated before the failure is still spoken, if it passes.
+            self._take_rest()
             if self._pending and not self._judge(final=True):
                 self._release()
         finally:
@@ -150,7 +165,7 @@ class ReplyRun:
                     # A retry that opens the same way mostly fails the same way.
                     avoid_openings=(*request.avoid_openings, self._failed_opening),
                 )
-            failed = await self._attempt(request)
+            failed = await self._attempt(request, attempt)
             if not failed:
                 return
             assert self.guard is not None
@@ -161,36 +176,62 @@ class ReplyRun:
         self._pending = [(ack, ack)]
         self._release()
 
-    async def _attempt(self, request: LLMRequest) -> list[Violation]:
+    async def _attempt(self, request: LLMRequest, attempt: int) -> list[Violation]:
         """One generation. Returns the violations that failed it before anything was
         released (regenerate); a failure after that truncates the reply instead."""
-        chunker = TextChunker(clauses=self._clause_mode)
-        self._pending, self._unshown = [], ""
-        stream = self.llm.stream(request, self.usage)
-        # aclosing: a cancelled or truncated reply closes the stream at once.
-        async with contextlib.aclosing(stream):  # type: ignore[type-var]
-            async for delta in stream:
-                self.metrics.stamp("llm_first_token", self.clock.now_ms())
-                self._unshown += delta
-                for chunk in chunker.feed(delta):
-                    self._pending.append((chunk, self._unshown))
-                    self._unshown = ""
-                    if self._waiting_to_judge():
-                        continue
-                    if failed := self._judge(final=False):
-                        return self._reject(failed)
-                    self._release()
-        if rest := chunker.flush():
-            self._pending.append((rest, self._unshown))
-        elif self._pending and self._unshown:  # trailing spaces belong to the last clause
-            text, delta = self._pending[-1]
-            self._pending[-1] = (text, delta + self._unshown)
-        self._unshown = ""
+        self._chunker = TextChunker(clauses=self._clause_mode)
+        self._pending, self._unshown, self._attempt_no = [], "", attempt
+        self._first_token_ms = None
+        usage = LLMUsage()  # this attempt's; added to the reply's total when it ends
+        stream = self.llm.stream(request, usage)
+        try:
+            # aclosing: a cancelled or truncated reply closes the stream at once.
+            async with contextlib.aclosing(stream):  # type: ignore[type-var]
+                async for delta in stream:
+                    if self._first_token_ms is None:
+                        self._first_token_ms = self.clock.now_ms()
+                    self._unshown += delta
+                    for chunk in self._take_chunks(self._chunker.feed(delta)):
+                        self._pending.append(chunk)
+                        if self._waiting_to_judge():
+                            continue
+                        if failed := self._judge(final=False):
+                            return self._reject(failed)
+                        self._release()
+        finally:
+            _add_usage(self.usage, usage)
+        self._take_rest()
         if self._pending or not self._released:
             if failed := self._judge(final=True):
                 return self._reject(failed)
             self._release()
         return []
+
+    def _take_chunks(self, chunks: list[str]) -> list[tuple[str, str]]:
+        """Pair each new clause with the raw text it came from (spacing intact). The
+        chunker still holds the text after the last cut: that stays unshown, so text a
+        later check may reject never rides along with a clause that passed."""
+        if not chunks:
+            return []
+        held = len(self._chunker.pending)
+        raw = self._unshown[: len(self._unshown) - held] if held else self._unshown
+        self._unshown = self._unshown[len(raw) :]
+        pairs, pos = [], 0
+        for i, chunk in enumerate(chunks):
+            found = raw.find(chunk, pos)
+            end = len(raw) if found < 0 or i == len(chunks) - 1 else found + len(chunk)
+            pairs.append((chunk, raw[pos:end]))
+            pos = end
+        return pairs
+
+    def _take_rest(self) -> None:
+        """The end of the stream: the chunker's last words become the last clause."""
+        if rest := self._chunker.flush():
+            self._pending.append((rest, self._unshown))
+        elif self._pending and self._unshown:  # trailing spaces belong to the last clause
+            text, delta = self._pending[-1]
+            self._pending[-1] = (text, delta + self._unshown)
+        self._unshown = ""
 
     def _waiting_to_judge(self) -> bool:
         """Hold the opening until it says enough to be judged."""
@@ -215,11 +256,15 @@ class ReplyRun:
         if not self._released:
             return failed  # nothing spoken yet: regenerate
         assert self.guard is not None
-        self.guard.record(failed, 0, "truncated")  # what was released had passed: stop here
+        # What was released had passed: the reply stops here.
+        self.guard.record(failed, self._attempt_no, "truncated")
         return []
 
     def _release(self) -> None:
         """Pending clauses passed: on to synthesis, and into the reply."""
+        if not self._released and self._pending and self._first_token_ms is not None:
+            # The first token of the reply that is spoken: a rejected attempt's does not count.
+            self.metrics.stamp("llm_first_token", self._first_token_ms)
         for text, delta in self._pending:
             self._released.append(text)
             self.generated = " ".join(self._released)

@@ -50,7 +50,7 @@ from voxgate.ports import (
     TurnStarted,
 )
 from voxgate.prompt.assembler import PromptAssembler
-from voxgate.quality.checks import ReplyContext, names_claimed
+from voxgate.quality.checks import ReplyContext, names_claimed, names_remembered
 from voxgate.quality.guard import ReplyGuard
 from voxgate.reply import ReplyRun
 from voxgate.scheduler import Priority, PriorityRef
@@ -513,6 +513,7 @@ class Session:
         for line in said_by_user:
             others |= names_claimed(line)
         summary = self._summaries.get(speaker.id, "")
+        others |= names_remembered(summary)  # the user, known from an earlier session
         return ReplyContext(
             persona_name=speaker.name,
             instructions=speaker.instructions,

@@ -32,6 +32,8 @@ def test_an_unasked_fact_is_parroting_and_an_asked_one_is_an_answer() -> None:
     assert "parrot" in rules("Yes, you run offline on this machine.", ctx(dickens))
     asked = "Do you run offline on this machine?"
     assert "parrot" not in rules("Yes, I run offline on this machine.", ctx(asked))
+    # A question about the assistant may be answered from its facts, whatever its words.
+    assert "parrot" not in rules("You run offline on this machine.", ctx("Who made you?"))
 
 
 def test_saying_the_users_line_back_is_an_echo() -> None:
@@ -94,6 +96,9 @@ def test_empty_and_over_long_replies() -> None:
 def test_user_names_are_read_from_what_the_user_says_not_from_tired_or_sorry() -> None:
     assert checks.names_claimed("Hi, my name is Priya and I live in Lisbon.") == {"Priya"}
     assert checks.names_claimed("I'm tired.") == set()
+    assert checks.names_remembered("The user's name is Priya. The user lives in Lisbon.") == {
+        "Priya"
+    }
     assert checks.names_claimed("I'm Sorry to bother you.") == set()
     assert checks.asks_again("Could you say that again please?")
     assert not checks.asks_again("What is the capital of France?")

@@ -157,3 +157,18 @@ async def test_a_session_never_stores_a_failed_reply_and_counts_guard_hits() -> 
         engines.registry.render()
     )
     await harness.session.close()
+
+
+async def test_the_text_shown_with_a_clause_never_runs_into_a_clause_that_failed() -> None:
+    llm = FakeScriptedLLM("Dickens wrote that, a famous line. What a striking opening "
+                          "full of contrasts. Anyway, do go on.")
+    request = LLMRequest("ada", [ChatMessage("user", USER)], seed=7)
+    run = ReplyRun(llm=llm, tts=FakeTTS(ms_per_char=1), request=request, voice=VoiceSpec(),
+                   clock=SessionClock(), clauses=True, answering=USER, history_len=0,
+                   mode="test", guard=ReplyGuard(CONTEXT))
+    shown = ""
+    while not isinstance(item := await asyncio.wait_for(run.next_item(), 5), ReplyEnd):
+        assert isinstance(item, Piece)
+        shown += item.delta
+    await run.close()
+    assert shown == "Dickens wrote that, a famous line."

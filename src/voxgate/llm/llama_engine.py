@@ -108,6 +108,7 @@ class _Job:
         self.steps = 0  # decode steps taken (tokens sampled), at most max_tokens
         self.pending: int | None = None  # sampled, emitted, not yet evaluated
         self.sampler: Any = None  # llama_sampler chain: keeps the repeat-penalty history
+        self.opening_ban = False  # the chain's first sampler bans openings: drop it after one
         self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self.piece = ctypes.create_string_buffer(64)
         self.first_token_at: float | None = None
@@ -498,13 +499,17 @@ class LlamaEngine:
 
         llm = self._llm
         if job.sampler is None:
-            job.sampler = self._make_sampler(llm, job.request)
+            # The opening ban is for the first token only: a resumed job has passed it.
+            job.sampler, job.opening_ban = self._make_sampler(llm, job.request, job.steps == 0)
         with self.gate.hold(job.priority):
             if job.pending is not None:
                 llm.eval([job.pending])
                 job.tokens.append(job.pending)
                 job.pending = None
             token = int(llama_cpp.llama_sampler_sample(job.sampler, llm.ctx, -1))
+        if job.opening_ban:  # the opening is chosen: the ban must not touch later tokens
+            llama_cpp.llama_sampler_free(llama_cpp.llama_sampler_chain_remove(job.sampler, 0))
+            job.opening_ban = False
         job.steps += 1
         if job.first_token_at is None:
             job.first_token_at = time.perf_counter()
@@ -592,11 +597,16 @@ class LlamaEngine:
             )
         return tokens
 
-    def _make_sampler(self, llm: Any, request: LLMRequest) -> Any:
+    def _make_sampler(self, llm: Any, request: LLMRequest, first: bool) -> tuple[Any, bool]:
+        """The sampler chain, and whether its first sampler is an opening ban (``first``:
+        the job has not sampled yet and asks to avoid openings)."""
         import llama_cpp
 
         chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
         add = llama_cpp.llama_sampler_chain_add
+        ban = self._ban_openings(llm, request.avoid_openings) if first else None
+        if ban is not None:
+            add(chain, ban)
         if self._repeat_penalty != 1.0:
             add(
                 chain,
@@ -604,8 +614,6 @@ class LlamaEngine:
                     llm.n_vocab(), 64, self._repeat_penalty, 0.0, 0.0
                 ),
             )
-        if request.avoid_openings and (ban := self._ban_openings(llm, request.avoid_openings)):
-            add(chain, ban)
         if request.temperature <= 0.0:
             add(chain, llama_cpp.llama_sampler_init_greedy())
         else:
@@ -614,13 +622,15 @@ class LlamaEngine:
             add(chain, llama_cpp.llama_sampler_init_min_p(self._min_p, 1))
             add(chain, llama_cpp.llama_sampler_init_temp(request.temperature))
             add(chain, llama_cpp.llama_sampler_init_dist(request.seed & 0xFFFFFFFF))
-        return chain
+        return chain, ban is not None
 
     @staticmethod
     def _ban_openings(llm: Any, openings: Sequence[str]) -> Any:
         """A logit-bias sampler that rules out the first token of each opening."""
         import llama_cpp
 
+        if not openings:
+            return None
         banned = sorted(
             {ids[0] for text in openings if (ids := llm.tokenize(text.encode(), False, False))}
         )

@@ -103,6 +103,14 @@ def names_claimed(user_text: str) -> set[str]:
     return {m.group(1) for m in _USER_NAMES.finditer(user_text)} - {"Not", "So", "Just", "Sorry"}
 
 
+_REMEMBERED_NAME = re.compile(r"\buser's name is ([A-Z][a-z]+)")
+
+
+def names_remembered(memory: str) -> set[str]:
+    """The user's name in a memory summary ("The user's name is Priya.")."""
+    return {m.group(1) for m in _REMEMBERED_NAME.finditer(memory)}
+
+
 @dataclass(frozen=True, slots=True)
 class ReplyContext:
     """What a reply is checked against."""
@@ -128,10 +136,11 @@ def parrot(reply: str, ctx: ReplyContext) -> str | None:
     if len(said) >= 3 and copied_share(said, told) >= COPY_SHARE:
         return "copies its instructions"
     asked = content(user)
+    about_you = _is_question(ctx.user_text) and bool({"you", "your", "yourself"} & set(user))
     for line in ctx.knowledge:
         known = words(line)
-        if content(known) & asked:
-            continue  # the user asked about this: using it is the point
+        if about_you or content(known) & asked:
+            continue  # the user asked about this (or about the persona): using it is the point
         run = longest_shared_run(said, known)
         if run >= 4 or (run >= 3 and copied_share(said, known) >= 0.4):
             return f"recites an unasked fact: {line[:40]!r}"

@@ -49,6 +49,11 @@ class TextChunker:
                     break
         return best
 
+    @property
+    def pending(self) -> str:
+        """Text fed and not yet returned as a chunk."""
+        return self._buffer
+
     def flush(self) -> str:
         rest, self._buffer = self._buffer.strip(), ""
         return rest
