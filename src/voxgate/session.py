@@ -520,6 +520,7 @@ class Session:
             knowledge=(*speaker.facts, *(s for s in summary.split(". ") if s.strip())),
             user_text=text,
             earlier_replies=earlier[-GUARD_REPLY_WINDOW:],
+            earlier_user_lines=said_by_user[:-1][-GUARD_REPLY_WINDOW:],
             other_names=frozenset(others - {speaker.name}),
         )
 

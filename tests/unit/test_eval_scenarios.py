@@ -68,3 +68,34 @@ def test_thresholds_fail_a_run_with_a_parrot_or_too_few_passes() -> None:
     wrong = summarize("wrong", [outcome(known=False)] * 3 + [outcome(known=True)])
     assert any("known answers 25%" in p for p in wrong.failures(Thresholds()))
     assert "good" in table([clean, parrot])
+
+
+async def test_the_llm_judge_reads_a_yes_or_no_from_any_openai_compatible_server() -> None:
+    """A fake chat-completions server (aiohttp, loopback) answers the judge."""
+    from aiohttp import web
+
+    from voxgate.eval.judge import llm_judge
+
+    asked: list[dict[str, object]] = []
+
+    async def completions(request: web.Request) -> web.Response:
+        body = await request.json()
+        asked.append(body)
+        verdict = "No." if "Yes, you run offline" in body["messages"][1]["content"] else "Yes"
+        return web.json_response({"choices": [{"message": {"content": verdict}}]})
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", completions)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        assert await llm_judge(url, "m", "It was the best of times.", "Dickens!") is True
+        assert await llm_judge(url, "m", "It was the best of times.",
+                               "Yes, you run offline.") is False
+    finally:
+        await runner.cleanup()
+    assert asked[0]["model"] == "m" and asked[0]["temperature"] == 0

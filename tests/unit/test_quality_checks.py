@@ -65,6 +65,9 @@ def test_asking_to_hear_it_again_or_asking_who_it_is_allows_the_same_reply() -> 
     again = "The tallest mountain in the world is Mount Everest."
     assert "repeat" not in rules(again, ctx("Sorry, could you say that again?", earlier))
     assert "repeat" not in rules(again, ctx("Pardon? I didn't catch that.", earlier))
+    same = ReplyContext(persona_name="Ada", user_text="Ever tried?", earlier_replies=earlier,
+                        earlier_user_lines=("Hello.", "Ever tried?"))
+    assert "repeat" not in rules(again, same)  # the same line again: the same answer is fine
     name = ("I'm Ada, your voice assistant.",)
     assert "repeat" not in rules("I'm Ada, your voice assistant.", ctx("Who are you?", name))
 

@@ -78,6 +78,7 @@ def score(
         knowledge=persona.facts,
         user_text=turn.user,
         earlier_replies=list(earlier),
+        earlier_user_lines=list(user_lines[:-1]),
         other_names=frozenset(names - {persona.name}),
     )
     filled = expected_words(turn, persona)

@@ -120,6 +120,7 @@ class ReplyContext:
     knowledge: Sequence[str] = ()  # facts and memories: fine when the user asks about them
     user_text: str = ""
     earlier_replies: Sequence[str] = ()  # this persona's replies in the conversation so far
+    earlier_user_lines: Sequence[str] = ()  # what the user said before, in order
     other_names: frozenset[str] = field(default_factory=frozenset)  # the user's, other personas'
     max_words: int = MAX_WORDS
 
@@ -187,6 +188,8 @@ def repeat(reply: str, ctx: ReplyContext) -> str | None:
     said = words(reply)
     if not said or asks_again(ctx.user_text) or _ABOUT_YOU.search(ctx.user_text.lower()):
         return None
+    if said_before(ctx.user_text, ctx.earlier_user_lines):
+        return None  # the same line again may get the same answer
     for earlier in ctx.earlier_replies:
         before = words(earlier)
         if said == before and len(said) >= 2:
@@ -198,6 +201,15 @@ def repeat(reply: str, ctx: ReplyContext) -> str | None:
         if common_prefix(said, before) >= REPEAT_MIN_WORDS:
             return f"opens like an earlier reply: {' '.join(said[:REPEAT_MIN_WORDS])!r}"
     return None
+
+
+def said_before(line: str, earlier_lines: Sequence[str]) -> bool:
+    """The user said (almost) exactly this before."""
+    heard = words(line)
+    return bool(heard) and any(
+        words(e) == heard or (len(heard) >= 4 and copied_share(heard, words(e)) >= 0.8)
+        for e in earlier_lines
+    )
 
 
 def common_prefix(a: Sequence[str], b: Sequence[str]) -> int:
