@@ -127,6 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="compare embedded LLMs in one run, e.g. smart,fast (voxgate mode, one server each)",
     )
+    latency.add_argument("--ablate-guard", action="store_true",
+                         help="with --models: also run each model with the reply guard off")
     latency.set_defaults(func=_lazy("voxgate.bench.latency:cli_latency"))
 
     bargein = bench_sub.add_parser(

@@ -198,6 +198,10 @@ class ReplyRun:
                         if failed := self._judge(final=False):
                             return self._reject(failed)
                         self._release()
+                    if self._opening_judged_early():
+                        if failed := self._judge(final=False, ahead=self._chunker.pending):
+                            return self._reject(failed)
+                        self._release()
         finally:
             _add_usage(self.usage, usage)
         self._take_rest()
@@ -233,6 +237,17 @@ class ReplyRun:
             self._pending[-1] = (text, delta + self._unshown)
         self._unshown = ""
 
+    def _opening_judged_early(self) -> bool:
+        """A short held opening ("Sure,") goes out as soon as the words after it,
+        still mid-clause, are enough to judge it with: waiting for the clause to end
+        would cost a few more tokens of silence."""
+        return (
+            self.guard is not None
+            and bool(self._pending)
+            and not self._released
+            and self.guard.ready_to_judge(f"{self._candidate()} {self._chunker.pending}")
+        )
+
     def _waiting_to_judge(self) -> bool:
         """Hold the opening until it says enough to be judged."""
         return (
@@ -244,10 +259,11 @@ class ReplyRun:
     def _candidate(self) -> str:
         return " ".join([*self._released, *(text for text, _ in self._pending)])
 
-    def _judge(self, final: bool) -> list[Violation]:
+    def _judge(self, final: bool, ahead: str = "") -> list[Violation]:
+        """Check the reply so far (plus ``ahead``: text generated past the last clause)."""
         if self.guard is None:
             return []
-        text = self._candidate()
+        text = f"{self._candidate()} {ahead}".strip() if ahead else self._candidate()
         return self.guard.check_final(text) if final else self.guard.check_partial(text)
 
     def _reject(self, failed: list[Violation]) -> list[Violation]:

@@ -110,7 +110,8 @@ def _client_v2v(row: TurnRow) -> float | None:
 def summarize(rows: list[TurnRow], modes: list[str]) -> str:
     """The table: median and p95 per stage and mode, and voxgate/sequential ratios."""
     by_mode = {m: [r for r in rows if r.mode == m] for m in modes}
-    header = f"{'stage (ms)':<24}" + "".join(f"{m + ' med   p95':>18}" for m in modes)
+    width = max(18, *(len(m) + 12 for m in modes))
+    header = f"{'stage (ms)':<24}" + "".join(f"{m + ' med   p95':>{width}}" for m in modes)
     compare = len(modes) == 2
     if compare:
         header += f"{'ratio med':>11}"
@@ -121,7 +122,7 @@ def summarize(rows: list[TurnRow], modes: list[str]) -> str:
     series["client voice_to_voice"] = _client_v2v
     for name, get in series.items():
         stats = [_stat([get(r) for r in by_mode[m]]) for m in modes]
-        line = f"{name:<24}" + "".join(f"{_fmt(s):>18}" for s in stats)
+        line = f"{name:<24}" + "".join(f"{_fmt(s):>{width}}" for s in stats)
         if compare and stats[0] and stats[1] and stats[0][0] > 0:
             line += f"{stats[1][0] / stats[0][0]:>11.2f}"
         lines.append(line)
@@ -209,15 +210,28 @@ async def bench_models(args: argparse.Namespace, conversation: list[Utterance]) 
     for model in args.models:
         server = await start_bench_server(f"latency-{model}", args.trace, model=model)
         try:
-            rows += await run_mode(server.engines, server.url, model, SessionConfig(), conversation)
+            for mode, config in model_modes(model, args.ablate_guard):
+                rows += await run_mode(server.engines, server.url, mode, config, conversation)
         finally:
             await server.close()
     return rows
 
 
+def model_modes(model: str, ablate_guard: bool) -> list[tuple[str, SessionConfig]]:
+    """The settings a model runs under: the default, and with the reply guard off."""
+    modes = [(model, SessionConfig())]
+    if ablate_guard:
+        modes.append((f"{model} no-guard", SessionConfig(reply_guard=False)))
+    return modes
+
+
 def cli_latency(args: argparse.Namespace) -> int:
     rows = asyncio.run(bench(args))
-    modes = args.models or sorted({r.mode for r in rows}, key=lambda m: m != "sequential")
+    modes = (
+        [m for model in args.models for m, _ in model_modes(model, args.ablate_guard)]
+        if args.models
+        else sorted({r.mode for r in rows}, key=lambda m: m != "sequential")
+    )
     print()
     print(summarize(rows, modes))
     if args.json:
