@@ -7,7 +7,7 @@ endpointing under test is the real one; only STT, LLM and TTS are scripted.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -58,8 +58,10 @@ class FakeLLM:
         first_token_delay_s: float = 0.0,
         token_delay_s: float = 0.0,
         reply_for: Callable[[str], str] | None = None,
+        script: Sequence[str] = (),
     ) -> None:
         self.reply = reply
+        self.script = list(script)  # the i-th request's reply (the last one repeats)
         self.first_token_delay_s = first_token_delay_s
         self.token_delay_s = token_delay_s  # a slow model: each word takes this long
         self.reply_for = reply_for  # the reply as a function of the user's last message
@@ -72,7 +74,12 @@ class FakeLLM:
     async def _gen(self, request: LLMRequest, usage: LLMUsage) -> AsyncIterator[str]:
         self.requests.append(request)
         await asyncio.sleep(self.first_token_delay_s)
-        reply = self.reply_for(request.messages[-1].content) if self.reply_for else self.reply
+        if self.script:
+            reply = self.script[min(len(self.requests) - 1, len(self.script) - 1)]
+        elif self.reply_for:
+            reply = self.reply_for(request.messages[-1].content)
+        else:
+            reply = self.reply
         words = reply.split(" ")
         finished = False
         try:

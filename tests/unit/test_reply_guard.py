@@ -1,16 +1,15 @@
 """The reply guard inside a reply run: what is spoken, what is regenerated, what is cut.
 
-The LLM is a fake that streams scripted replies, one per request, so each
-test decides exactly what the first and the second attempt say.
+The LLM is a fake (tests/fakes.py) that streams scripted replies, one per
+request, so each test decides exactly what the first and the second attempt say.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
-from tests.fakes import FakeTTS
-from voxgate.llm.base import ChatMessage, LLMRequest, LLMUsage
+from tests.fakes import FakeLLM, FakeTTS
+from voxgate.llm.base import ChatMessage, LLMRequest
 from voxgate.metrics.turn import SessionClock
 from voxgate.personas.persona import VoiceSpec
 from voxgate.quality.checks import ReplyContext
@@ -18,37 +17,9 @@ from voxgate.quality.guard import NEUTRAL_ACKS, ReplyGuard
 from voxgate.reply import Piece, ReplyEnd, ReplyRun
 
 
-class FakeScriptedLLM:
-    """Streams ``replies[i]`` word by word for the i-th request; records the requests."""
-
-    name = "fake-scripted-llm"
-
-    def __init__(self, *replies: str) -> None:
-        self.replies = list(replies)
-        self.requests: list[LLMRequest] = []
-        self.closed_early = 0
-
-    async def warm(self) -> None:
-        return None
-
-    async def _gen(self, request: LLMRequest) -> AsyncIterator[str]:
-        reply = self.replies[min(len(self.requests), len(self.replies) - 1)]
-        self.requests.append(request)
-        finished = False
-        try:
-            for i, word in enumerate(reply.split(" ")):
-                await asyncio.sleep(0)
-                yield word if i == 0 else " " + word
-            finished = True
-        finally:
-            if not finished:
-                self.closed_early += 1
-
-    def stream(self, request: LLMRequest, usage: LLMUsage) -> AsyncIterator[str]:
-        return self._gen(request)
-
-    async def close(self) -> None:
-        return None
+def scripted(*replies: str) -> FakeLLM:
+    """A fake LLM whose i-th request streams ``replies[i]``, word by word."""
+    return FakeLLM(script=replies)
 
 
 USER = "It was the best of times, it was the worst of times."
@@ -61,7 +32,7 @@ CONTEXT = ReplyContext(
 )
 
 
-async def run_reply(llm: FakeScriptedLLM, guard: ReplyGuard | None) -> tuple[ReplyRun, list[str]]:
+async def run_reply(llm: FakeLLM, guard: ReplyGuard | None) -> tuple[ReplyRun, list[str]]:
     request = LLMRequest("ada", [ChatMessage("user", USER)], seed=7, temperature=0.6)
     run = ReplyRun(llm=llm, tts=FakeTTS(ms_per_char=1), request=request, voice=VoiceSpec(),
                    clock=SessionClock(), clauses=True, answering=USER, history_len=0,
@@ -75,7 +46,7 @@ async def run_reply(llm: FakeScriptedLLM, guard: ReplyGuard | None) -> tuple[Rep
 
 
 async def test_a_parroting_reply_is_regenerated_with_a_new_seed_and_never_spoken() -> None:
-    llm = FakeScriptedLLM("Yes, you run offline on this machine.",
+    llm = scripted("Yes, you run offline on this machine.",
                           "Dickens! A famous opening about a time of extremes.")
     run, spoken = await run_reply(llm, ReplyGuard(CONTEXT))
 
@@ -89,7 +60,7 @@ async def test_a_parroting_reply_is_regenerated_with_a_new_seed_and_never_spoken
 
 
 async def test_two_failed_attempts_speak_a_neutral_acknowledgement() -> None:
-    llm = FakeScriptedLLM("It was the best of times, it was the worst of times.")
+    llm = scripted("It was the best of times, it was the worst of times.")
     run, spoken = await run_reply(llm, ReplyGuard(CONTEXT))
 
     assert spoken == [run.generated]
@@ -99,7 +70,7 @@ async def test_two_failed_attempts_speak_a_neutral_acknowledgement() -> None:
 
 
 async def test_a_clause_that_fails_after_the_opening_was_spoken_cuts_the_reply_there() -> None:
-    llm = FakeScriptedLLM("Dickens wrote that, a famous line. What a striking opening "
+    llm = scripted("Dickens wrote that, a famous line. What a striking opening "
                           "full of contrasts. Anyway, do go on.")
     run, spoken = await run_reply(llm, ReplyGuard(CONTEXT))
 
@@ -111,13 +82,13 @@ async def test_a_clause_that_fails_after_the_opening_was_spoken_cuts_the_reply_t
 
 async def test_the_opening_is_held_until_it_can_be_judged() -> None:
     """'Yes,' alone says nothing; it is not released before the clause after it."""
-    llm = FakeScriptedLLM("Yes, you run offline on this machine.", "A famous opening indeed.")
+    llm = scripted("Yes, you run offline on this machine.", "A famous opening indeed.")
     _, spoken = await run_reply(llm, ReplyGuard(CONTEXT))
     assert spoken == ["A famous opening indeed."]
 
 
 async def test_without_a_guard_the_reply_goes_through_unchecked() -> None:
-    llm = FakeScriptedLLM("Yes, you run offline on this machine.")
+    llm = scripted("Yes, you run offline on this machine.")
     run, spoken = await run_reply(llm, None)
     assert run.guard is None
     assert " ".join(spoken) == "Yes, you run offline on this machine."
@@ -125,7 +96,7 @@ async def test_without_a_guard_the_reply_goes_through_unchecked() -> None:
 
 
 async def test_an_empty_reply_is_regenerated() -> None:
-    llm = FakeScriptedLLM("", "Dickens, of course.")
+    llm = scripted("", "Dickens, of course.")
     run, spoken = await run_reply(llm, ReplyGuard(CONTEXT))
     assert " ".join(spoken) == "Dickens, of course."
     assert [h.rule for h in run.guard.hits] == ["empty"]  # type: ignore[union-attr]
@@ -134,7 +105,7 @@ async def test_an_empty_reply_is_regenerated() -> None:
 async def test_a_session_never_stores_a_failed_reply_and_counts_guard_hits() -> None:
     """A model stuck on one reply: the second turn's copy is caught, the neutral
     acknowledgement is spoken and stored instead, and the hits reach metrics."""
-    from tests.fakes import FakeLLM, FakeSTT, fake_engines
+    from tests.fakes import FakeSTT, fake_engines
     from tests.session_harness import Harness
     from voxgate.config import SessionConfig
 
@@ -160,7 +131,7 @@ async def test_a_session_never_stores_a_failed_reply_and_counts_guard_hits() -> 
 
 
 async def test_the_text_shown_with_a_clause_never_runs_into_a_clause_that_failed() -> None:
-    llm = FakeScriptedLLM("Dickens wrote that, a famous line. What a striking opening "
+    llm = scripted("Dickens wrote that, a famous line. What a striking opening "
                           "full of contrasts. Anyway, do go on.")
     request = LLMRequest("ada", [ChatMessage("user", USER)], seed=7)
     run = ReplyRun(llm=llm, tts=FakeTTS(ms_per_char=1), request=request, voice=VoiceSpec(),

@@ -35,6 +35,7 @@ from voxgate.llm.base import ChatMessage, LLMError, LLMRequest, LLMUsage
 from voxgate.llm.chatml import tokenize_chatml
 from voxgate.llm.kv_slots import KVSlot, KVSlotStore
 from voxgate.scheduler import ComputeGate, Priority, PriorityRef
+from voxgate.sequences import common_prefix_len
 
 log = logging.getLogger("voxgate.llm")
 
@@ -45,15 +46,6 @@ DEFAULT_PREFILL_CHUNK = 64
 
 _DONE = object()
 _THREAD_NAME = "voxgate-llm"
-
-
-def common_prefix_len(a: Sequence[int], b: Sequence[int]) -> int:
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
 
 
 def _default_model_path() -> Path:

@@ -18,6 +18,8 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
+from voxgate.sequences import common_prefix_len
+
 _WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 # Words that carry no topic: a fact and a user line sharing only these are unrelated.
 _STOP = frozenset(
@@ -198,7 +200,7 @@ def repeat(reply: str, ctx: ReplyContext) -> str | None:
             return "repeats an earlier reply"
         if (run := longest_shared_run(said, before)) >= REPEAT_RUN:
             return f"repeats {run} words of an earlier reply"
-        if common_prefix(said, before) >= REPEAT_MIN_WORDS:
+        if common_prefix_len(said, before) >= REPEAT_MIN_WORDS:
             return f"opens like an earlier reply: {' '.join(said[:REPEAT_MIN_WORDS])!r}"
     return None
 
@@ -210,15 +212,6 @@ def said_before(line: str, earlier_lines: Sequence[str]) -> bool:
         words(e) == heard or (len(heard) >= 4 and copied_share(heard, words(e)) >= 0.8)
         for e in earlier_lines
     )
-
-
-def common_prefix(a: Sequence[str], b: Sequence[str]) -> int:
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
 
 
 def empty(reply: str, ctx: ReplyContext) -> str | None:
