@@ -164,3 +164,25 @@ def test_list_flags_a_broken_file(tmp_path: Path, capsys: pytest.CaptureFixture[
     (tmp_path / "oops.toml").write_text("name = ")
     assert cli_personas(_args("list", directory=tmp_path)) == 1
     assert "oops" in capsys.readouterr().out
+
+
+def test_example_exchanges_are_validated_and_follow_the_system_message() -> None:
+    from voxgate.personas.persona import PersonaError, persona_from_dict
+    from voxgate.prompt.assembler import PromptAssembler
+
+    data = {
+        "name": "Ada",
+        "instructions": "You are Ada.",
+        "examples": [{"user": "Capital of Japan?", "reply": "Tokyo."}],
+    }
+    persona = persona_from_dict("ada", data)
+    assert persona.examples == (("Capital of Japan?", "Tokyo."),)
+    prompt = PromptAssembler("c").assemble(persona, [], "Hello.")
+    assert [m.role for m in prompt.messages] == ["system", "user", "assistant", "user"]
+    assert prompt.messages[2].content == "Tokyo."
+    assert prompt.stable_messages == 3  # primed once, reused by every turn
+
+    for bad in ([{"user": "Hi"}], [{"user": "Hi", "reply": ""}], "Hi", [{"user": "a", "reply": "b",
+                                                                         "extra": "c"}]):
+        with pytest.raises(PersonaError, match="examples"):
+            persona_from_dict("ada", {**data, "examples": bad})
