@@ -96,13 +96,17 @@ class ReplyRun:
         self._first_token_ms: float | None = None
         self._items: asyncio.Queue[ReplyItem] = asyncio.Queue()
         self._tts_priority = PriorityRef(Priority.SPECULATIVE)
-        self.generated = ""
         self.error: str | None = None
         self._clauses_queued = 0
         self._tasks = [
             asyncio.create_task(self._generate(), name="reply-llm"),
             asyncio.create_task(self._synthesize_all(), name="reply-tts"),
         ]
+
+    @property
+    def generated(self) -> str:
+        """The reply so far: the clauses that passed, and nothing else."""
+        return " ".join(self._released)
 
     @property
     def speaker_id(self) -> str:
@@ -193,13 +197,16 @@ class ReplyRun:
                     self._unshown += delta
                     for chunk in self._take_chunks(self._chunker.feed(delta)):
                         self._pending.append(chunk)
-                        if self._waiting_to_judge():
+                        if self._holding_opening():
                             continue
                         if failed := self._judge(final=False):
                             return self._reject(failed)
                         self._release()
-                    if self._opening_judged_early():
-                        if failed := self._judge(final=False, ahead=self._chunker.pending):
+                    # A short held opening ("Sure,") goes out once the words after it,
+                    # mid-clause, are enough to judge it: no waiting for the clause to end.
+                    ahead = self._chunker.pending
+                    if self._pending and not self._released and not self._holding_opening(ahead):
+                        if failed := self._judge(final=False, ahead=ahead):
                             return self._reject(failed)
                         self._release()
         finally:
@@ -237,23 +244,13 @@ class ReplyRun:
             self._pending[-1] = (text, delta + self._unshown)
         self._unshown = ""
 
-    def _opening_judged_early(self) -> bool:
-        """A short held opening ("Sure,") goes out as soon as the words after it,
-        still mid-clause, are enough to judge it with: waiting for the clause to end
-        would cost a few more tokens of silence."""
-        return (
-            self.guard is not None
-            and bool(self._pending)
-            and not self._released
-            and self.guard.ready_to_judge(f"{self._candidate()} {self._chunker.pending}")
-        )
-
-    def _waiting_to_judge(self) -> bool:
-        """Hold the opening until it says enough to be judged."""
+    def _holding_opening(self, ahead: str = "") -> bool:
+        """The opening is held until it says enough to be judged (``ahead``: words
+        generated past the last clause count too)."""
         return (
             self.guard is not None
             and not self._released
-            and not self.guard.ready_to_judge(self._candidate())
+            and not self.guard.ready_to_judge(f"{self._candidate()} {ahead}")
         )
 
     def _candidate(self) -> str:
@@ -283,7 +280,6 @@ class ReplyRun:
             self.metrics.stamp("llm_first_token", self._first_token_ms)
         for text, delta in self._pending:
             self._released.append(text)
-            self.generated = " ".join(self._released)
             self._queue_clause(text, delta)
         self._pending = []
 

@@ -50,7 +50,7 @@ from voxgate.ports import (
     TurnStarted,
 )
 from voxgate.prompt.assembler import PromptAssembler
-from voxgate.quality.checks import ReplyContext, names_claimed, names_remembered
+from voxgate.quality.checks import ReplyContext, reply_context
 from voxgate.quality.guard import ReplyGuard
 from voxgate.reply import ReplyRun
 from voxgate.scheduler import Priority, PriorityRef
@@ -507,21 +507,16 @@ class Session:
         self, speaker: Persona, history: list[ChatMessage], text: str
     ) -> ReplyContext:
         """What the guard checks ``speaker``'s reply to ``text`` against."""
-        earlier = [m.content for m in history if m.role == "assistant"]
-        said_by_user = [m.content for m in history if m.role == "user"] + [text]
-        others = {p.name for p in self.engines.personas.values() if p.id != speaker.id}
-        for line in said_by_user:
-            others |= names_claimed(line)
-        summary = self._summaries.get(speaker.id, "")
-        others |= names_remembered(summary)  # the user, known from an earlier session
-        return ReplyContext(
-            persona_name=speaker.name,
-            instructions=speaker.instructions,
-            knowledge=(*speaker.facts, *(s for s in summary.split(". ") if s.strip())),
-            user_text=text,
-            earlier_replies=earlier[-GUARD_REPLY_WINDOW:],
-            earlier_user_lines=said_by_user[:-1][-GUARD_REPLY_WINDOW:],
-            other_names=frozenset(others - {speaker.name}),
+        return reply_context(
+            speaker.name,
+            speaker.instructions,
+            speaker.facts,
+            text,
+            earlier_replies=[m.content for m in history if m.role == "assistant"],
+            earlier_user_lines=[m.content for m in history if m.role == "user"],
+            other_personas=[p.name for p in self.engines.personas.values()],
+            memory=self._summaries.get(speaker.id, ""),  # names the user from earlier sessions
+            window=GUARD_REPLY_WINDOW,
         )
 
     def _filler_for(self, run: ReplyRun) -> Filler | None:

@@ -10,7 +10,7 @@ from typing import Any
 from voxgate.eval.scenarios import EvalTurn
 from voxgate.personas.persona import Persona
 from voxgate.quality import checks
-from voxgate.quality.checks import ReplyContext, Violation
+from voxgate.quality.checks import Violation
 
 
 @dataclass(slots=True)
@@ -68,18 +68,16 @@ def score(
     user_lines: Sequence[str],
     other_personas: Sequence[str],
 ) -> tuple[list[Violation], bool | None, list[str]]:
-    """The rule violations, the known answer (None: none expected), forbidden words."""
-    names = set(other_personas)
-    for line in user_lines:
-        names |= checks.names_claimed(line)
-    ctx = ReplyContext(
-        persona_name=persona.name,
-        instructions=persona.instructions,
-        knowledge=persona.facts,
-        user_text=turn.user,
-        earlier_replies=list(earlier),
-        earlier_user_lines=list(user_lines[:-1]),
-        other_names=frozenset(names - {persona.name}),
+    """The rule violations, the known answer (None: none expected), forbidden words.
+    ``user_lines`` ends with this turn's line."""
+    ctx = checks.reply_context(
+        persona.name,
+        persona.instructions,
+        persona.facts,
+        turn.user,
+        earlier_replies=earlier,
+        earlier_user_lines=user_lines[:-1],
+        other_personas=other_personas,
     )
     filled = expected_words(turn, persona)
     return checks.check(reply, ctx), filled.known_answer(reply), filled.forbidden(reply)

@@ -23,7 +23,7 @@ from voxgate.config import SessionConfig
 from voxgate.engines import Engines
 from voxgate.eval.judge import TurnOutcome, score
 from voxgate.eval.scenarios import EvalTurn, Scenario
-from voxgate.personas.persona import Persona
+from voxgate.personas.persona import Persona, VoiceSpec
 from voxgate.ports import AudioOut, OutputMessage, TurnReport
 from voxgate.session import Session, session_setup
 
@@ -94,6 +94,12 @@ class Conversation:
 Progress = Callable[[TurnOutcome], None]
 
 
+def _conversation(engines: Engines, scenario: Scenario, persona_id: str) -> Conversation:
+    persona = engines.persona(scenario.persona or persona_id)
+    others = [p.name for p in engines.personas.values() if p.id != persona.id]
+    return Conversation(persona, others)
+
+
 async def run_text(
     engines: Engines,
     scenario: Scenario,
@@ -103,9 +109,8 @@ async def run_text(
     progress: Progress | None = None,
 ) -> list[TurnOutcome]:
     """One scenario as typed turns through a real ``Session``."""
-    persona = engines.persona(scenario.persona or persona_id)
-    others = [p.name for p in engines.personas.values() if p.id != persona.id]
-    conversation = Conversation(persona, others)
+    conversation = _conversation(engines, scenario, persona_id)
+    persona = conversation.persona
     port = EvalPort(engines.tts.sample_rate)
     session: Session | None = None
     outcomes = []
@@ -153,12 +158,9 @@ async def run_audio(
     from voxgate.client.converse import converse
     from voxgate.scheduler import Priority
 
-    persona = engines.persona(scenario.persona or persona_id)
-    others = [p.name for p in engines.personas.values() if p.id != persona.id]
-    conversation = Conversation(persona, others)
+    conversation = _conversation(engines, scenario, persona_id)
+    persona = conversation.persona
     # The user speaks with a voice no built-in persona uses: the bundled one, lower.
-    from voxgate.personas.persona import VoiceSpec
-
     user_voice = VoiceSpec(engine="piper", name="en_US-joe-medium", rate=0.95, pitch=0.9)
     sessions: list[list[tuple[int, EvalTurn]]] = []
     for index, turn in enumerate(scenario.turns, start=1):

@@ -127,6 +127,38 @@ class ReplyContext:
     max_words: int = MAX_WORDS
 
 
+def reply_context(
+    persona_name: str,
+    instructions: str,
+    facts: Sequence[str],
+    user_text: str,
+    *,
+    earlier_replies: Sequence[str] = (),
+    earlier_user_lines: Sequence[str] = (),
+    other_personas: Iterable[str] = (),
+    memory: str = "",
+    window: int | None = None,
+) -> ReplyContext:
+    """The context for a persona's reply to ``user_text``: the names it must not take
+    are the other personas', and the user's from everything they said and from
+    ``memory``; the repeat rule looks at the last ``window`` replies and lines (all
+    when None)."""
+    names = set(other_personas) | names_remembered(memory)
+    for line in (*earlier_user_lines, user_text):
+        names |= names_claimed(line)
+    return ReplyContext(
+        persona_name=persona_name,
+        instructions=instructions,
+        knowledge=(*facts, *(s for s in memory.split(". ") if s.strip())),
+        user_text=user_text,
+        earlier_replies=tuple(earlier_replies)[-window:] if window else tuple(earlier_replies),
+        earlier_user_lines=(
+            tuple(earlier_user_lines)[-window:] if window else tuple(earlier_user_lines)
+        ),
+        other_names=frozenset(names - {persona_name}),
+    )
+
+
 def parrot(reply: str, ctx: ReplyContext) -> str | None:
     said = words(reply)
     if len(said) < 2:
