@@ -99,6 +99,43 @@ class FakeLLM:
         return None
 
 
+class PrimingFakeLLM(FakeLLM):
+    """A FakeLLM that also takes background primes, as the embedded engine does."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.primes: list[tuple[str, str, str, Priority]] = []  # persona, text, conv, priority
+
+    async def prime(
+        self,
+        persona_id: str,
+        messages: Sequence[Any],
+        conversation_id: str = "",
+        priority: Priority = Priority.SPECULATIVE,
+    ) -> LLMUsage:
+        self.primes.append((persona_id, messages[-1].content, conversation_id, priority))
+        await asyncio.sleep(0)
+        return LLMUsage()
+
+
+class FakeTurnScorer:
+    """Scores every pause with a fixed end-of-turn probability; records the audio lengths."""
+
+    name = "fake-turn-scorer"
+
+    def __init__(self, probability: float) -> None:
+        self.probability = probability
+        self.calls: list[float] = []
+
+    async def score(self, audio: FloatArray) -> float:
+        self.calls.append(len(audio) / 16000)
+        await asyncio.sleep(0)
+        return self.probability
+
+    async def close(self) -> None:
+        return None
+
+
 class FakeTTS:
     """Silence of ``ms_per_char`` per character: long enough for a reply to be 'playing'."""
 

@@ -112,8 +112,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="benchmarks that print tables")
     bench_sub = bench.add_subparsers(dest="bench", required=True)
     latency = bench_sub.add_parser("latency", help="voice-to-voice latency per stage")
-    latency.add_argument("--turns", type=int, default=6)
-    latency.add_argument("--compare", action="store_true", help="sequential vs voxgate in one run")
+    latency.add_argument("--turns", type=int, default=20, help="turns per mode (p95 needs 20+)")
+    latency.add_argument("--compare", action="store_true",
+                         help="also run the sequential baseline first, in the same run")
+    latency.add_argument("--ablate", action="store_true",
+                         help="also run with each latency lever off, one at a time")
     latency.add_argument("--png", default=None, help="write a per-turn waterfall figure")
     latency.add_argument("--json", default=None, help="write the raw per-turn results")
     latency.add_argument("--trace", default=None, help="JSONL trace of the server side")
@@ -125,11 +128,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--models",
         type=_names,
         default=None,
-        help="compare embedded LLMs in one run, e.g. smart,fast (voxgate mode, one server each)",
+        help="compare embedded LLMs in one run, e.g. smart,fast (one server each; "
+        "--compare/--ablate apply to each)",
     )
     latency.add_argument("--ablate-guard", action="store_true",
-                         help="with --models: also run each model with the reply guard off")
+                         help="also run with the reply guard off")
     latency.set_defaults(func=_lazy("voxgate.bench.latency:cli_latency"))
+
+    endpointing = bench_sub.add_parser(
+        "endpointing", help="text heuristic vs Smart Turn v3.2 on labelled pauses in speech"
+    )
+    endpointing.add_argument("--json", default=None, help="write the per-pause rows")
+    endpointing.add_argument("--threshold", type=float, default=0.5,
+                             help="Smart Turn probability above which a turn is finished")
+    endpointing.add_argument("--trail-ms", type=int, default=200,
+                             help="pause after each cut before deciding (default: min delay)")
+    endpointing.add_argument("--no-synthetic", action="store_true",
+                             help="real speech only (no Piper utterances)")
+    endpointing.add_argument("--speech-dir", default=None, help="folder with the test speech")
+    endpointing.set_defaults(func=_lazy("voxgate.bench.endpointing:cli_endpointing"))
 
     bargein = bench_sub.add_parser(
         "barge-in", help="talk over replies with a client that ignores `interrupted`"

@@ -12,16 +12,30 @@ from voxgate.personas.persona import Persona
 class SessionConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
-    endpoint_min_ms: int = Field(200, ge=0, le=5000)
+    # Silence before a complete-looking turn is committed. The reply has started
+    # speculatively well before (compute early, commit late), so waiting costs little.
+    endpoint_min_ms: int = Field(400, ge=0, le=5000)
     endpoint_max_ms: int = Field(1500, ge=0, le=10000)
+    # Ask Smart Turn v3.2 (if set-up fetched it) whether the pause's audio sounds finished;
+    # a complete-looking transcript that does not then waits endpoint_mid_ms.
+    smart_turn: bool = False
+    endpoint_mid_ms: int = Field(800, ge=0, le=10000)
     interrupt_min_ms: int = Field(300, ge=0, le=5000)
     # Start the final decode at the VAD's speech end, overlapping the endpointing wait.
     overlap: bool = True
     # Run the LLM (and first TTS) on the early-final transcript before the turn is committed.
     speculate: bool = True
     clause_chunking: bool = True
+    # > 0: speak the first N words of a reply before its first punctuation mark (sooner
+    # audio, a seam in the melody). 0: the first chunk ends at punctuation.
+    first_chunk_words: int = Field(0, ge=0, le=20)
+    # Re-decode the utterance while the user speaks (when the CPU is free): interim
+    # transcripts, and at the pause the last one is the transcript when it covers all speech.
     interim_stt: bool = True
-    interim_interval_ms: int = Field(1200, ge=200, le=10000)
+    interim_interval_ms: int = Field(300, ge=100, le=10000)
+    # Prefill each interim transcript into the LLM's KV cache while the user speaks: at
+    # the pause the reply prefills only the words said since (embedded engine only).
+    prime_partials: bool = True
     fillers: bool = True
     filler_after_ms: int = Field(800, ge=0, le=10000)
     max_utterance_ms: int = Field(30000, ge=1000, le=120000)
@@ -55,6 +69,7 @@ def sequential_config() -> SessionConfig:
         speculate=False,
         clause_chunking=False,
         interim_stt=False,
+        prime_partials=False,
         fillers=False,
     )
 

@@ -9,6 +9,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from voxgate.audio.pcm import Int16Array
 from voxgate.llm.base import LLMEngine
 from voxgate.metrics.prometheus import Registry
@@ -22,6 +24,7 @@ from voxgate.scheduler import ComputeGate, Priority
 from voxgate.stt.base import STTEngine
 from voxgate.tts.base import TTSEngine
 from voxgate.tts.router import build_tts, voice_problem
+from voxgate.turns.smart_turn import SmartTurnScorer, load_scorer
 
 log = logging.getLogger("voxgate.engines")
 
@@ -40,6 +43,8 @@ class Engines:
     memory: MemoryStore | None = None
     # One cache for the process: keys carry the conversation id, and /metrics reports it.
     prompt_cache: CompositionCache[AssembledPrompt] = field(default_factory=CompositionCache)
+    # The learned end-of-turn model, when set-up fetched it (sessions opt in: smart_turn).
+    turn_scorer: SmartTurnScorer | None = None
     # Write every turn machine event to the trace, so a session can be replayed in tests.
     record_turn_events: bool = False
     # Every memory write goes through this one thread: a turn never waits on SQLite.
@@ -66,6 +71,8 @@ class Engines:
             started = time.perf_counter()
             await coro
             log.info("warmed %s in %.0f ms", name, (time.perf_counter() - started) * 1000)
+        if self.turn_scorer is not None:
+            await self.turn_scorer.score(np.zeros(16000, dtype=np.float32))
         await self.prewarm_personas()
         for persona in self.personas.values():
             if voice_problem(self.tts, persona.voice):
@@ -102,6 +109,8 @@ class Engines:
 
     async def close(self) -> None:
         await asyncio.gather(self.stt.close(), self.llm.close(), self.tts.close())
+        if self.turn_scorer is not None:
+            await self.turn_scorer.close()
         if self.memory_writer is not None:
             await asyncio.to_thread(self.memory_writer.close)
         if self.memory is not None:
@@ -156,4 +165,5 @@ def load_default_engines(
         default_persona=default_persona,
         trace=JsonlTrace(trace_path),
         memory=MemoryStore(memory_path or default_memory_path()),
+        turn_scorer=load_scorer(),
     )

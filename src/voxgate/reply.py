@@ -77,6 +77,7 @@ class ReplyRun:
         history_len: int,
         mode: str,
         guard: ReplyGuard | None = None,
+        first_chunk_words: int = 0,
     ) -> None:
         self.llm, self.tts, self.request, self.voice, self.clock = llm, tts, request, voice, clock
         self.answering = answering  # the transcript this run answers
@@ -86,12 +87,13 @@ class ReplyRun:
         self.metrics.llm = self.usage
         self.guard = guard
         self._clause_mode = clauses
+        self._first_chunk_words = first_chunk_words
         self._clauses: asyncio.Queue[tuple[str, str] | None] = asyncio.Queue()
         self._unshown = ""  # raw text generated and not yet attached to a clause
         self._pending: list[tuple[str, str]] = []  # (clause, delta) not yet judged
         self._released: list[str] = []  # clauses that passed: the reply so far
         self._failed_opening = ""  # the text of the last attempt the guard failed
-        self._chunker = TextChunker(clauses=clauses)
+        self._chunker = self._new_chunker()
         self._attempt_no = 0
         self._first_token_ms: float | None = None
         self._items: asyncio.Queue[ReplyItem] = asyncio.Queue()
@@ -102,6 +104,9 @@ class ReplyRun:
             asyncio.create_task(self._generate(), name="reply-llm"),
             asyncio.create_task(self._synthesize_all(), name="reply-tts"),
         ]
+
+    def _new_chunker(self) -> TextChunker:
+        return TextChunker(clauses=self._clause_mode, first_chunk_words=self._first_chunk_words)
 
     @property
     def generated(self) -> str:
@@ -183,7 +188,7 @@ class ReplyRun:
     async def _attempt(self, request: LLMRequest, attempt: int) -> list[Violation]:
         """One generation. Returns the violations that failed it before anything was
         released (regenerate); a failure after that truncates the reply instead."""
-        self._chunker = TextChunker(clauses=self._clause_mode)
+        self._chunker = self._new_chunker()
         self._pending, self._unshown, self._attempt_no = [], "", attempt
         self._first_token_ms = None
         usage = LLMUsage()  # this attempt's; added to the reply's total when it ends

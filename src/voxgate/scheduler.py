@@ -26,6 +26,9 @@ class Priority(IntEnum):
     TTS_LIVE = 1
     LLM_LIVE = 2  # the reply being spoken
     SPECULATIVE = 3  # speculative LLM and TTS, interim STT, warm-up
+    # Prefilling the user's words while they still speak: useful only if nothing else
+    # wants the CPU, and it must never keep an interim decode from starting.
+    BACKGROUND = 4
 
 
 class ComputeGate:
@@ -40,6 +43,7 @@ class ComputeGate:
         self._cond = threading.Condition()
         self._free = slots
         self._waiting: list[tuple[PriorityRef, int]] = []
+        self._holding: list[PriorityRef] = []
         self._seq = itertools.count()
 
     def _best(self) -> tuple[PriorityRef, int]:
@@ -55,17 +59,21 @@ class ComputeGate:
                 self._cond.wait()
             self._waiting.remove(ticket)
             self._free -= 1
+            self._holding.append(ref)
         try:
             yield
         finally:
             with self._cond:
+                self._holding.remove(ref)
                 self._free += 1
                 self._cond.notify_all()
 
     def busy(self) -> bool:
-        """True when someone holds or waits for the gate: background work should skip a beat."""
+        """True when someone holds or waits for the gate with more than background work:
+        optional work (an interim decode) should skip a beat."""
         with self._cond:
-            return self._free == 0 or bool(self._waiting)
+            refs = [*self._holding, *(ref for ref, _ in self._waiting)]
+            return any(ref.value < Priority.BACKGROUND for ref in refs)
 
 
 class PriorityRef:

@@ -32,7 +32,7 @@ from voxgate.aio import cancel_and_wait
 from voxgate.audio.pcm import FloatArray, SampleBuffer
 from voxgate.config import SessionConfig, config_for
 from voxgate.engines import Engines
-from voxgate.llm.base import ChatMessage, LLMRequest
+from voxgate.llm.base import ChatMessage, LLMError, LLMRequest
 from voxgate.metrics.turn import SessionClock, TurnMetrics
 from voxgate.personas.memory import DEFAULT_USER
 from voxgate.personas.memory_writer import TurnRef
@@ -49,7 +49,7 @@ from voxgate.ports import (
     TurnReport,
     TurnStarted,
 )
-from voxgate.prompt.assembler import PromptAssembler
+from voxgate.prompt.assembler import AssembledPrompt, PromptAssembler
 from voxgate.quality.checks import ReplyContext, reply_context
 from voxgate.quality.guard import ReplyGuard
 from voxgate.reply import ReplyRun
@@ -117,7 +117,18 @@ def session_setup(
         raise ValueError(f"user must be a string of 1 to {MAX_USER_ID} characters")
     if not isinstance(config or {}, dict):
         raise ValueError("config must be a JSON object")
-    return SessionSetup(main, members, user, config_for(main, base, config or {}))
+    chosen = config_for(main, base, config or {})
+    check_models(engines, chosen)
+    return SessionSetup(main, members, user, chosen)
+
+
+def check_models(engines: Engines, config: SessionConfig) -> None:
+    """A setting that needs a model this server has not loaded is refused, with the fix."""
+    if config.smart_turn and engines.turn_scorer is None:
+        raise ValueError(
+            "smart_turn needs the Smart Turn v3.2 model, which this server has not loaded: "
+            "run 'voxgate models assemble' and restart the server"
+        )
 
 
 def machine_config(c: SessionConfig) -> tm.MachineConfig:
@@ -126,10 +137,13 @@ def machine_config(c: SessionConfig) -> tm.MachineConfig:
         rate=INPUT_RATE,
         endpoint_min_ms=c.endpoint_min_ms,
         endpoint_max_ms=c.endpoint_max_ms,
+        turn_score=c.smart_turn,
+        endpoint_mid_ms=c.endpoint_mid_ms,
         interrupt_min_ms=c.interrupt_min_ms,
         overlap=c.overlap,
         speculate=c.speculate,
         interim_stt=c.interim_stt,
+        prime_partials=c.prime_partials,
         interim_interval_ms=c.interim_interval_ms,
         max_utterance_ms=c.max_utterance_ms,
         preroll_ms=PREROLL_MS,
@@ -176,6 +190,8 @@ class Session:
         self._recent_waits: deque[float] = deque(maxlen=5)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._speaker_task: asyncio.Task[None] | None = None
+        self._priming: asyncio.Task[None] | None = None  # prefilling the user's words so far
+        self._prime_text: str | None = None  # the newest words to prefill next
         self._closing: asyncio.Future[None] | None = None
         self.closed = False
         # A new seed per reply: a retry or a repeated question does not get the same sample.
@@ -204,7 +220,9 @@ class Session:
 
     def update_config(self, update: dict[str, Any]) -> SessionConfig:
         """Apply a client's config update (ValueError: nothing of it is applied)."""
-        self.config = config_for(self.persona, self.config, update)
+        config = config_for(self.persona, self.config, update)
+        check_models(self.engines, config)
+        self.config = config
         self.machine.configure(machine_config(self.config))
         self._audio.grow(self._ring_capacity(self.config))
         self.port.emit(ConfigChanged(self.config.model_dump()))
@@ -270,14 +288,25 @@ class Session:
             audio = self._audio.slice(action.start, action.end)
             decode = self._decode(action, audio, self._utterances.get(action.utterance))
             self._decodes[action.decode_id] = self._spawn(decode, "stt")
+        elif isinstance(action, tm.ScoreTurn):
+            audio = self._audio.slice(action.start, action.end)
+            self._spawn(self._score_turn(action.score_id, audio), "turn-score")
         elif isinstance(action, tm.CancelDecode):
             if (stale := self._decodes.pop(action.decode_id, None)) is not None:
                 stale.cancel()
         elif isinstance(action, tm.ShowTranscript):
             self.port.emit(Transcript(action.text, action.final))
+        elif isinstance(action, tm.PrimePartial):
+            self._prime_partial(action.text)
+        elif isinstance(action, tm.TranscriptReady):
+            if (heard := self._utterances.get(action.utterance)) is not None:
+                heard.stamp("final_transcript", self.clock.now_ms(), overwrite=True)
+                heard.stt_source = action.source
         elif isinstance(action, tm.StartSpeculation):
             speaker = self._speaker_for(action.text)
-            self._specs[action.reply_id] = self._new_run(action.text, speaker, Priority.SPECULATIVE)
+            spec = self._new_run(action.text, speaker, Priority.SPECULATIVE)
+            spec.metrics.stamp("speculation_start", self.clock.now_ms())
+            self._specs[action.reply_id] = spec
         elif isinstance(action, tm.DropSpeculation):
             if (run := self._specs.pop(action.reply_id, None)) is not None:
                 self._spawn(run.close(), "drop-speculation")
@@ -323,8 +352,18 @@ class Session:
             if action.final:
                 span = metrics.span("stt_final", start, audio_ms=round(len(audio) / 16))
                 span.end_ms = round(self.clock.now_ms(), 1)
-                metrics.stamp("final_transcript", self.clock.now_ms(), overwrite=True)
         self._step(tm.DecodeLanded(action.decode_id, text))
+
+    async def _score_turn(self, score_id: int, audio: FloatArray) -> None:
+        scorer = self.engines.turn_scorer
+        try:
+            if scorer is None:
+                raise RuntimeError("no end-of-turn model loaded")
+            probability = await scorer.score(audio)
+        except Exception as exc:  # the turn must still end: judge on the text alone
+            log.warning("session %s: end-of-turn score failed: %s", self.id, exc)
+            probability = 1.0
+        self._step(tm.TurnScored(score_id, probability))
 
     def _commit(self, action: tm.CommitTurn) -> None:
         metrics = None
@@ -468,15 +507,54 @@ class Session:
         floor = choose_speaker(text, self.room, self._last_speaker)
         return self.engines.persona(floor.persona_id)
 
-    def _new_run(self, text: str, speaker: Persona, priority: Priority) -> ReplyRun:
-        history = self.histories.setdefault(speaker.id, [])
-        prompt = self.assembler.assemble(
+    def _prompt(self, text: str, speaker: Persona) -> AssembledPrompt:
+        """``speaker``'s prompt for answering ``text`` now."""
+        return self.assembler.assemble(
             speaker,
-            history,
+            self.histories.setdefault(speaker.id, []),
             text,
             memory_summary=self._summaries.get(speaker.id, ""),
             speaker_names=[p.name for p in self.room] if len(self.room) > 1 else [],
         )
+
+    def _prime_partial(self, text: str) -> None:
+        """Prefill what the user has said so far, so that at the pause the reply prefills
+        only the last words. One prime at a time; the newest text waits its turn."""
+        if getattr(self.engines.llm, "prime", None) is None:
+            return  # a remote engine: its server has its own prefix cache
+        if self._speaking is not None or not self._queue.empty() or self.machine.reply_playing():
+            # The history does not hold the reply in progress yet: a prime now would
+            # truncate the KV cache before it, and the next turn would prefill it again.
+            return
+        self._prime_text = text
+        if self._priming is None or self._priming.done():
+            self._priming = self._spawn(self._prime_latest(), "prime-partial")
+
+    async def _prime_latest(self) -> None:
+        prime = self.engines.llm.prime  # type: ignore[attr-defined]
+        while (text := self._prime_text) is not None:
+            self._prime_text = None
+            speaker = self._speaker_for(text)
+            messages = self._prompt(text, speaker).messages
+            try:
+                await prime(
+                    speaker.id, messages, conversation_id=self.id, priority=Priority.BACKGROUND
+                )
+            except LLMError as exc:  # e.g. the prompt does not fit: the reply will say so
+                log.debug("session %s: prefill of the partial skipped: %s", self.id, exc)
+                return
+
+    def _stop_priming(self) -> None:
+        """The reply itself starts: a prime still running would only delay it."""
+        self._prime_text = None
+        if self._priming is not None:
+            self._priming.cancel()
+            self._priming = None
+
+    def _new_run(self, text: str, speaker: Persona, priority: Priority) -> ReplyRun:
+        self._stop_priming()
+        history = self.histories.setdefault(speaker.id, [])
+        prompt = self._prompt(text, speaker)
         request = LLMRequest(
             speaker.id,
             prompt.messages,
@@ -501,6 +579,7 @@ class Session:
             history_len=len(history),
             mode=self.config.mode,
             guard=guard,
+            first_chunk_words=self.config.first_chunk_words,
         )
 
     def _reply_context(

@@ -53,3 +53,36 @@ def test_speech_resuming_in_the_pause_is_a_resume_not_a_new_turn() -> None:
 def test_a_single_window_click_is_not_speech() -> None:
     ep = Endpointer(EndpointConfig())
     assert run([0.0, 0.95, 0.0, 0.0, 0.9, 0.1], ep) == []
+
+
+def _paused(config: EndpointConfig) -> Endpointer:
+    ep = Endpointer(config)
+    run([0.9] * 10 + [0.0] * 4, ep)
+    return ep
+
+
+def test_the_delay_follows_what_is_known_about_the_pause() -> None:
+    config = EndpointConfig(min_delay_ms=400, max_delay_ms=1500)
+    ep = _paused(config)
+    assert ep.delay_ms() == 1500  # nothing known yet
+    ep.set_transcript_complete(True)
+    assert ep.delay_ms() == 400
+    ep.set_transcript_complete(False)
+    assert ep.delay_ms() == 1500
+
+
+def test_with_a_turn_score_a_complete_text_also_needs_the_audio_to_sound_finished() -> None:
+    config = EndpointConfig(min_delay_ms=400, max_delay_ms=1500, use_score=True, mid_delay_ms=800)
+    ep = _paused(config)
+    ep.set_transcript_complete(True)
+    assert ep.delay_ms() == 1500  # waiting for the score
+    ep.set_turn_score(0.2)
+    assert ep.delay_ms() == 800
+    ep.set_turn_score(0.7)
+    assert ep.delay_ms() == 400
+    ep.set_transcript_complete(False)
+    assert ep.delay_ms() == 1500  # the audio alone never shortens an unfinished thought
+    run([0.9] * 3, ep, start=14)  # the user resumed: the score belonged to the last pause
+    run([0.0] * 4, ep, start=17)
+    ep.set_transcript_complete(True)
+    assert ep.delay_ms() == 1500

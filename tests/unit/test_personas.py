@@ -42,7 +42,7 @@ def test_ada_keeps_its_fields() -> None:
     ada = load_personas()["ada"]
     assert ada.name == "Ada"
     assert ada.voice == VoiceSpec("piper", "en_US-joe-medium", 1.0)
-    assert (ada.endpoint_min_ms, ada.endpoint_max_ms, ada.max_reply_tokens) == (200, 1500, 60)
+    assert (ada.endpoint_min_ms, ada.endpoint_max_ms, ada.max_reply_tokens) == (400, 1500, 60)
     assert ada.fillers == ("Mm-hmm.", "Let me see.")
 
 

@@ -69,3 +69,11 @@ def test_a_waiter_promoted_while_waiting_goes_first() -> None:
     for t in [first, *threads]:
         t.join()
     assert order == ["tts", "llm"]
+
+
+def test_background_work_does_not_make_the_gate_busy() -> None:
+    gate = ComputeGate()
+    with gate.hold(Priority.BACKGROUND):
+        assert not gate.busy()  # an interim decode may still start: it goes first
+    with gate.hold(Priority.SPECULATIVE):
+        assert gate.busy()

@@ -11,10 +11,20 @@ from typing import Any
 
 import pytest
 
-from tests.fakes import FakeLLM, FakeSTT, FakeTTS, fake_engines, silence, speech
+from tests.fakes import (
+    FakeLLM,
+    FakeSTT,
+    FakeTTS,
+    FakeTurnScorer,
+    PrimingFakeLLM,
+    fake_engines,
+    silence,
+    speech,
+)
 from tests.session_harness import EVER_FAILED, EVER_TRIED, Harness
 from voxgate.config import SessionConfig, sequential_config
 from voxgate.protocol.frames import FrameType, encode_event
+from voxgate.scheduler import Priority
 
 
 async def test_two_utterances_are_two_turns_with_speculative_hits() -> None:
@@ -256,4 +266,58 @@ async def test_a_dropped_speculation_is_counted_and_leaves_no_trace_in_the_turn(
     assert [r.messages[-1].content for r in llm.requests][-1] == "Ever tried, ever failed."
     stamps = metrics["timestamps"]
     assert stamps["speech_end"] <= stamps["final_transcript"] <= stamps["reply_end"]
+    await h.conn.close()
+
+
+async def test_partials_are_prefilled_and_the_reply_leads_the_commit() -> None:
+    def script(seconds: float) -> str:
+        return "Ever tried." if seconds < 1.9 else "Ever tried. Ever failed."
+
+    stt = FakeSTT(script)
+    llm = PrimingFakeLLM()
+    h = Harness(fake_engines(stt, llm, FakeTTS(ms_per_char=0)))  # type: ignore[arg-type]
+    # Beckett pauses ~0.6 s between the sentences: a longer minimum keeps them one turn.
+    await h.start({"endpoint_min_ms": 800, "interim_interval_ms": 300})
+    await h.feed(speech(start_s=EVER_TRIED[0], end_s=EVER_FAILED[1]))
+    await h.feed(silence(1.0))
+    await h.settle()
+    # Interim transcripts were prefilled in the background, in this session's KV slot.
+    assert llm.primes
+    assert all(conv == h.session.id and p is Priority.BACKGROUND for _, _, conv, p in llm.primes)
+    assert llm.primes[0][1] == "Ever tried."
+    (metrics,) = h.events("metrics")
+    assert metrics["transcript"] == "Ever tried. Ever failed."
+    assert metrics["speculative"] == "hit"
+    assert metrics["stt_source"] in ("partial", "interim")
+    # The reply started well before the commit, which waited the full minimum delay.
+    assert metrics["durations"]["speculation_lead"] >= 100
+    assert metrics["durations"]["endpointing"] >= 800
+    await h.conn.close()
+
+
+async def test_without_a_turn_model_smart_turn_is_refused_with_the_fix() -> None:
+    from voxgate.transport.binary_protocol import CloseSession
+
+    h = Harness(fake_engines(FakeSTT(lambda s: "")))
+    with pytest.raises(CloseSession):
+        await h.start({"smart_turn": True})
+    errors = [f.text for f in h.frames if f.type is FrameType.ERROR]
+    assert errors and "voxgate models assemble" in errors[0]
+
+
+@pytest.mark.parametrize(("probability", "low", "high"), [(0.9, 350, 600), (0.1, 750, 1000)])
+async def test_a_turn_model_that_hears_no_end_makes_the_turn_wait_the_middle_delay(
+    probability: float, low: float, high: float
+) -> None:
+    engines = fake_engines(FakeSTT(lambda s: "Ever tried."), tts=FakeTTS(ms_per_char=0))
+    scorer = FakeTurnScorer(probability)
+    engines.turn_scorer = scorer  # type: ignore[assignment]
+    h = Harness(engines)
+    await h.start({"smart_turn": True, "endpoint_min_ms": 400, "endpoint_mid_ms": 800})
+    await h.feed(speech(start_s=EVER_TRIED[0], end_s=EVER_TRIED[1]))
+    await h.feed(silence(1.5))
+    await h.settle()
+    (metrics,) = h.events("metrics")
+    assert scorer.calls  # the pause's audio was scored
+    assert low <= metrics["durations"]["endpointing"] <= high
     await h.conn.close()

@@ -11,6 +11,7 @@ class Driver:
     """Feeds VAD windows on a synthetic clock and collects the machine's actions."""
 
     def __init__(self, **config: object) -> None:
+        config.setdefault("endpoint_min_ms", 200)  # the tests count windows against this
         self.m = tm.TurnMachine(tm.MachineConfig(**config))  # type: ignore[arg-type]
         self.t = 0
         self.actions: list[tm.Action] = []
@@ -198,7 +199,8 @@ def test_interim_decodes_only_when_the_cpu_is_idle_and_one_at_a_time() -> None:
     interims = [a for a in d.of(tm.StartDecode) if isinstance(a, tm.StartDecode) and not a.final]
     assert len(interims) == 1  # the first is still in flight
     shown = d.send(tm.DecodeLanded(interims[0].decode_id, "Ever"))
-    assert shown == [tm.ShowTranscript("Ever", final=False)]
+    # Shown, and prefilled for the reply while the user goes on speaking.
+    assert shown == [tm.ShowTranscript("Ever", final=False), tm.PrimePartial(1, "Ever")]
     d.windows(0.9, 10)
     assert len([a for a in d.of(tm.StartDecode) if not a.final]) == 2  # type: ignore[attr-defined]
 
@@ -246,3 +248,117 @@ def test_a_typed_turn_does_not_move_the_audio_clock() -> None:
     assert len(d.of(tm.CommitTurn)) == 1  # only the typed one: the minimum delay still runs
     d.windows(0.0, 40)
     assert len(d.of(tm.CommitTurn)) == 2
+
+
+def _interims(d: Driver) -> list[tm.StartDecode]:
+    return [a for a in d.of(tm.StartDecode) if isinstance(a, tm.StartDecode) and not a.final]
+
+
+def _finals(d: Driver) -> list[tm.StartDecode]:
+    return [a for a in d.of(tm.StartDecode) if isinstance(a, tm.StartDecode) and a.final]
+
+
+def test_the_first_silence_after_speech_is_decoded_at_once() -> None:
+    d = Driver(interim_interval_ms=300)
+    d.windows(0.9, 30)
+    assert _interims(d) and not _finals(d)  # a periodic interim is still in flight
+    d.windows(0.0, 1)
+    # The tail: on the final decode's path at once, the interim in flight does not stop it.
+    (tail,) = _finals(d)
+    assert tail.end == d.t
+
+
+def test_a_partial_covering_all_the_speech_is_the_transcript_at_the_pause() -> None:
+    d = Driver(interim_interval_ms=300)
+    d.windows(0.9, 30)
+    d.windows(0.0, 1)
+    (tail,) = _finals(d)
+    d.send(tm.DecodeLanded(tail.decode_id, "Ever tried."))
+    paused = d.windows(0.0, 2)
+    # No decode at the pause: the tail's text is the transcript, and speculation starts.
+    assert len(_finals(d)) == 1
+    assert tm.TranscriptReady(1, "partial") in paused
+    (spec,) = [a for a in paused if isinstance(a, tm.StartSpeculation)]
+    assert spec.text == "Ever tried." and not d.of(tm.CommitTurn)
+    d.windows(0.0, 5)
+    (commit,) = d.of(tm.CommitTurn)
+    assert isinstance(commit, tm.CommitTurn)
+    assert commit.text == "Ever tried." and commit.reply_id == spec.reply_id
+
+
+def test_a_tail_decode_in_flight_at_the_pause_becomes_the_pause_decode() -> None:
+    d = Driver(interim_interval_ms=300)
+    d.windows(0.9, 30)
+    stale = _interims(d)[-1]
+    d.windows(0.0, 3)  # the pause: the tail decode is still running
+    (tail,) = _finals(d)
+    assert tm.CancelDecode(stale.decode_id) in d.actions  # it covers less
+    assert tm.CancelDecode(tail.decode_id) not in d.actions
+    landed = d.send(tm.DecodeLanded(tail.decode_id, "Ever tried."))
+    assert tm.TranscriptReady(1, "interim") in landed
+    assert any(isinstance(a, tm.StartSpeculation) for a in landed)
+    assert d.send(tm.DecodeLanded(stale.decode_id, "Ever")) == []  # too late, ignored
+    d.windows(0.0, 5)
+    assert len(d.of(tm.CommitTurn)) == 1
+
+
+def test_speech_after_the_tail_needs_a_decode_of_its_own() -> None:
+    d = Driver(interim_interval_ms=300)
+    d.windows(0.9, 30)
+    d.windows(0.0, 1)
+    (tail,) = _finals(d)
+    d.windows(0.9, 4)  # only a gap between words: the user goes on
+    landed = d.send(tm.DecodeLanded(tail.decode_id, "Ever"))
+    assert tm.ShowTranscript("Ever", final=False) in landed  # an interim transcript now
+    d.windows(0.0, 3)
+    final = _finals(d)[-1]
+    assert final.decode_id != tail.decode_id and final.end > tail.end
+    d.send(tm.DecodeLanded(final.decode_id, "Ever tried."))
+    d.windows(0.0, 5)
+    (commit,) = d.of(tm.CommitTurn)
+    assert isinstance(commit, tm.CommitTurn) and commit.text == "Ever tried."
+
+
+def test_with_turn_scores_a_finished_sounding_pause_commits_at_the_minimum() -> None:
+    d = Driver(interim_stt=False, turn_score=True, endpoint_mid_ms=800)
+    d.windows(0.9, 30)
+    d.windows(0.0, 3)
+    (score,) = [a for a in d.actions if isinstance(a, tm.ScoreTurn)]
+    d.send(tm.DecodeLanded(d.last_final_decode().decode_id, "Ever tried."))
+    d.windows(0.0, 5)
+    assert not d.of(tm.CommitTurn)  # the text is complete, the audio's verdict is not in
+    d.send(tm.TurnScored(score.score_id, 0.9))
+    d.windows(0.0, 1)
+    assert len(d.of(tm.CommitTurn)) == 1
+
+
+def test_with_turn_scores_an_unfinished_sounding_pause_waits_the_middle_delay() -> None:
+    d = Driver(interim_stt=False, turn_score=True, endpoint_mid_ms=800)
+    d.windows(0.9, 30)
+    d.windows(0.0, 3)
+    (score,) = [a for a in d.actions if isinstance(a, tm.ScoreTurn)]
+    d.send(tm.DecodeLanded(d.last_final_decode().decode_id, "Ever tried."))
+    d.send(tm.TurnScored(score.score_id, 0.1))
+    d.windows(0.0, ms_to_windows(700))
+    assert not d.of(tm.CommitTurn)
+    d.windows(0.0, ms_to_windows(150))
+    assert len(d.of(tm.CommitTurn)) == 1
+
+
+def test_a_score_for_a_pause_the_user_spoke_past_is_ignored() -> None:
+    d = Driver(interim_stt=False, turn_score=True, endpoint_mid_ms=800)
+    d.windows(0.9, 30)
+    d.windows(0.0, 3)
+    (old,) = [a for a in d.actions if isinstance(a, tm.ScoreTurn)]
+    d.windows(0.9, 10)  # resumed
+    d.windows(0.0, 3)
+    new = [a for a in d.actions if isinstance(a, tm.ScoreTurn)][-1]
+    assert new.score_id != old.score_id
+    d.send(tm.DecodeLanded(d.last_final_decode().decode_id, "Ever tried again."))
+    d.send(tm.TurnScored(old.score_id, 0.99))
+    d.windows(0.0, 8)
+    assert not d.of(tm.CommitTurn)  # still waiting for this pause's own score
+
+
+def ms_to_windows(ms: int) -> int:
+    return ms // 32

@@ -1,8 +1,9 @@
 """The benchmark conversation, built from the project's real test speech.
 
 Turns are single utterances of real human speech (tests/data: beckett.wav
-split at its pauses, clone-test.wav), plus one utterance with a ~400 ms
-pause inserted mid-sentence: a pause that must NOT end the turn.
+split at its pauses, clone-test.wav), plus the sentence of clone-test.wav
+with a pause of 300, 400 or 600 ms inserted mid-sentence: pauses that must
+NOT end the turn.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from voxgate.turns.vad import SileroStreamVad
 
 RATE = 16000
 MID_SENTENCE_PAUSE_MS = 400
+EXTRA_PAUSES_MS = (300, 600)  # at the end of the cycle, so the first 8 turns stay as they were
 LEAD_SILENCE_MS = 300
 
 
@@ -86,8 +88,16 @@ def build_conversation(speech_dir: Path | None = None, turns: int = 6) -> list[U
     sentences = [beckett[max(s - tail, 0) : e + tail] for s, e in speech_segments(beckett)]
     pool = [
         Utterance("clone-test", _pad(clone)),
-        Utterance("clone-test+pause", _pad(insert_pause(clone, MID_SENTENCE_PAUSE_MS)), True),
+        Utterance(
+            f"clone-test+pause{MID_SENTENCE_PAUSE_MS}",
+            _pad(insert_pause(clone, MID_SENTENCE_PAUSE_MS)),
+            True,
+        ),
     ]
     pool += [Utterance(f"beckett-{i + 1}", _pad(s)) for i, s in enumerate(sentences)]
-    order = [0, 2, 1, 3, 4, 5, 6, 7]
+    pool += [
+        Utterance(f"clone-test+pause{ms}", _pad(insert_pause(clone, ms)), True)
+        for ms in EXTRA_PAUSES_MS
+    ]
+    order = [0, 2, 1, *range(3, len(pool))]
     return [pool[order[i % len(order)] % len(pool)] for i in range(turns)]

@@ -43,6 +43,8 @@ DEFAULT_SLOT_BUDGET_BYTES = 256 * 1024 * 1024
 # A prefill chunk is one unit: ~64 tokens is ~0.5 s on 2 cores, short enough
 # that a live request does not wait long behind speculative prefill.
 DEFAULT_PREFILL_CHUNK = 64
+# Tokens per unit of a background prime (~100 ms of the 1.5B on 2 cores).
+BACKGROUND_CHUNK = 4
 
 _DONE = object()
 _THREAD_NAME = "voxgate-llm"
@@ -186,12 +188,23 @@ class LlamaEngine:
         generation and returns once the worker thread has stopped working on it."""
         return self._stream(request, usage)
 
-    async def prime(self, persona_id: str, messages: Sequence[ChatMessage]) -> LLMUsage:
-        """Prefill a persona's stable prefix (e.g. its system message) into its KV slot,
-        so that its first real turn prefills only the user's words."""
+    async def prime(
+        self,
+        persona_id: str,
+        messages: Sequence[ChatMessage],
+        conversation_id: str = "",
+        priority: Priority = Priority.SPECULATIVE,
+    ) -> LLMUsage:
+        """Prefill ``messages`` into the KV slot of the persona (in ``conversation_id``):
+        its stable prefix at start-up, so that its first real turn prefills only the
+        user's words; or the user's words so far while they are still speaking."""
         usage = LLMUsage()
         request = LLMRequest(
-            persona_id, list(messages), max_tokens=0, priority=PriorityRef(Priority.SPECULATIVE)
+            persona_id,
+            list(messages),
+            max_tokens=0,
+            priority=PriorityRef(priority),
+            conversation_id=conversation_id,
         )
         job = self._new_job(request, usage, add_generation_prompt=False, emit=None)
         self._submit(job)
@@ -474,8 +487,15 @@ class LlamaEngine:
     def _prefill_chunk_unit(self, job: _Job) -> bool:
         llm = self._llm
         done = len(job.tokens)
-        chunk = job.prompt[done : done + self._prefill_chunk]
+        # Background prefill goes in small bites, so the gate is free again soon.
+        background = job.priority.value >= Priority.BACKGROUND
+        size = BACKGROUND_CHUNK if background else self._prefill_chunk
+        chunk = job.prompt[done : done + size]
         with self.gate.hold(job.priority):
+            # A background unit may have waited long for the gate, blocking this thread;
+            # if a better job (or a cancel) came meanwhile, it yields without computing.
+            if background and self._outranked(job):
+                return True
             llm.eval(chunk)
         job.tokens.extend(chunk)
         if len(job.tokens) < len(job.prompt):
@@ -485,6 +505,12 @@ class LlamaEngine:
         # The first sample needs this chunk's logits, which another job's unit would
         # overwrite: take it now, in the same unit.
         return self._decode_step(job)
+
+    def _outranked(self, job: _Job) -> bool:
+        with self._cond:
+            return job.cancel.is_set() or any(
+                other is not job and other.rank() < job.rank() for other in self._jobs
+            )
 
     def _decode_step(self, job: _Job) -> bool:
         import llama_cpp

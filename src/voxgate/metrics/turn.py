@@ -17,6 +17,7 @@ STAMPS = (
     "speech_start",
     "speech_end",
     "final_transcript",
+    "speculation_start",
     "committed",
     "llm_start",
     "llm_first_token",
@@ -72,6 +73,8 @@ class TurnMetrics:
     speculative: str = "none"  # "none" | "hit" | "miss"
     wasted_llm_calls: int = 0
     stt_calls: int = 0
+    # Where the transcript came from (turns.machine.TranscriptReady): partial | interim | decode.
+    stt_source: str | None = None
     interrupted: bool = False
     filler: str | None = None
     error: str | None = None
@@ -107,8 +110,21 @@ class TurnMetrics:
             "first_audio": self._between("speech_end", "first_audio_sent"),
             "voice_to_voice": self._between("speech_end", "first_answer_audio_sent"),
             "answer_after_commit": self._between("committed", "first_answer_audio_sent"),
+            # How long before the commit the speculative reply that was kept had started.
+            "speculation_lead": (
+                self._between("speculation_start", "committed")
+                if self.speculative == "hit"
+                else None
+            ),
             "reply": self._between("first_answer_audio_sent", "reply_end"),
         }
+
+    def answer_ready_at_commit(self) -> bool | None:
+        """Was the first answer clause already synthesized when the turn was committed?"""
+        if "committed" not in self.stamps:
+            return None
+        ready = self.stamps.get("first_tts_audio")
+        return ready is not None and ready <= self.stamps["committed"]
 
     def _after_commit(self, name: str) -> float | None:
         if name in self.stamps and "committed" in self.stamps:
@@ -136,6 +152,8 @@ class TurnMetrics:
             "speculative": self.speculative,
             "wasted_llm_calls": self.wasted_llm_calls,
             "stt_calls": self.stt_calls,
+            "stt_source": self.stt_source,
+            "answer_ready_at_commit": self.answer_ready_at_commit(),
             "interrupted": self.interrupted,
             "filler": self.filler,
             "error": self.error,

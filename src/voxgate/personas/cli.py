@@ -62,7 +62,7 @@ name = "en_US-joe-medium"         # piper: the voice; kokoro: a style such as "j
 rate = 1.0                        # speaking rate, 0.5 .. 2.0 (above 1 is faster)
 
 [turns]
-endpoint_min_ms = 200             # silence before a finished-looking turn is answered
+endpoint_min_ms = 400             # silence before a finished-looking turn is answered
 endpoint_max_ms = 1500            # silence after which any turn is answered
 # interrupt_min_ms = 300          # how long the user must talk over the persona to stop it
 '''

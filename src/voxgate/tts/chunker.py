@@ -17,10 +17,14 @@ class TextChunker:
     """Feed text deltas, get speakable chunks; ``flush`` returns the rest."""
 
     def __init__(self, clauses: bool = True, min_clause_words: int = MIN_CLAUSE_WORDS,
-                 first_clause_min_words: int = FIRST_CLAUSE_MIN_WORDS) -> None:
+                 first_clause_min_words: int = FIRST_CLAUSE_MIN_WORDS,
+                 first_chunk_words: int = 0) -> None:
         self.clauses = clauses
         self.min_clause_words = min_clause_words
         self.first_clause_min_words = first_clause_min_words
+        # > 0: the first chunk ends after this many words even without punctuation,
+        # so synthesis starts sooner (at the price of a seam in the sentence's melody).
+        self.first_chunk_words = first_chunk_words
         self._buffer = ""
         self._emitted = 0
 
@@ -47,7 +51,14 @@ class TextChunker:
                 if len(self._buffer[: match.end()].split()) >= minimum:
                     best = match.end()
                     break
+        if best is None and self._emitted == 0 and self.first_chunk_words > 0:
+            best = self._after_words(self.first_chunk_words)
         return best
+
+    def _after_words(self, count: int) -> int | None:
+        """Where the ``count``-th word ends, once a space shows that it is complete."""
+        words = list(re.finditer(r"\S+(?=\s)", self._buffer))
+        return words[count - 1].end() if len(words) >= count else None
 
     @property
     def pending(self) -> str:

@@ -48,9 +48,14 @@ class TurnEvent:
 
 @dataclass(slots=True)
 class EndpointConfig:
-    min_delay_ms: int = 200
+    min_delay_ms: int = 400
     max_delay_ms: int = 1500
     rate: int = 16000
+    # With a learned end-of-turn score (Smart Turn): a complete-looking transcript whose
+    # audio does not sound finished waits ``mid_delay_ms`` instead of the minimum.
+    use_score: bool = False
+    mid_delay_ms: int = 800
+    score_threshold: float = 0.5
 
 
 _CONTINUATION = frozenset(
@@ -114,6 +119,7 @@ class Endpointer:
         self._speech_start = 0
         self._last_speech = 0  # end of the last speech window
         self._complete: bool | None = None  # verdict for the current pause's transcript
+        self._score: float | None = None  # the end-of-turn model's, for the current pause
 
     @property
     def speech_start(self) -> int:
@@ -131,6 +137,24 @@ class Endpointer:
         if self.phase is Phase.PAUSED:
             self._complete = complete
 
+    def set_turn_score(self, probability: float) -> None:
+        """Called when the end-of-turn model's verdict on the current pause lands."""
+        if self.phase is Phase.PAUSED:
+            self._score = probability
+
+    def delay_ms(self) -> float:
+        """How much silence ends the turn, given what is known about this pause so far."""
+        c = self.config
+        if self._complete is not True:
+            return c.max_delay_ms
+        if not c.use_score:
+            return c.min_delay_ms
+        if self._score is None:  # wait for the audio's verdict too
+            return c.max_delay_ms
+        if self._score > c.score_threshold:
+            return c.min_delay_ms
+        return min(max(c.mid_delay_ms, c.min_delay_ms), c.max_delay_ms)
+
     def update(self, window_end: int, window_len: int, prob: float) -> list[TurnEvent]:
         events: list[TurnEvent] = []
         threshold = SPEECH_OFF if self.phase is Phase.SPEAKING else SPEECH_ON
@@ -145,7 +169,7 @@ class Endpointer:
                 )
             elif self.phase is Phase.PAUSED and self._speech_run >= START_WINDOWS:
                 self.phase = Phase.SPEAKING
-                self._complete = None
+                self._complete = self._score = None
                 events.append(TurnEvent(EventKind.RESUME, window_end, self._speech_start))
             if self.phase is Phase.SPEAKING:
                 self._last_speech = window_end
@@ -156,7 +180,7 @@ class Endpointer:
                 and self._ms(window_end - self._last_speech) >= PAUSE_MS
             ):
                 self.phase = Phase.PAUSED
-                self._complete = None
+                self._complete = self._score = None
                 events.append(self._event(EventKind.PAUSE, window_end))
         events.extend(self.poll(window_end))
         return events
@@ -165,14 +189,10 @@ class Endpointer:
         """Commit the turn once the delay for the current verdict has passed."""
         if self.phase is not Phase.PAUSED:
             return []
-        silence_ms = self._ms(now - self._last_speech)
-        done = silence_ms >= self.config.max_delay_ms or (
-            self._complete is True and silence_ms >= self.config.min_delay_ms
-        )
-        if not done:
+        if self._ms(now - self._last_speech) < self.delay_ms():
             return []
         self.phase = Phase.IDLE
-        self._complete = None
+        self._complete = self._score = None
         return [self._event(EventKind.END_OF_TURN, now)]
 
     def force_end(self, now: int) -> list[TurnEvent]:
@@ -180,7 +200,7 @@ class Endpointer:
         if self.phase is Phase.IDLE:
             return []
         self.phase = Phase.IDLE
-        self._complete = None
+        self._complete = self._score = None
         return [self._event(EventKind.END_OF_TURN, now)]
 
     def _event(self, kind: EventKind, sample: int) -> TurnEvent:

@@ -63,6 +63,15 @@ class DecodeFailed:
 
 
 @dataclass(frozen=True, slots=True)
+class TurnScored:
+    """The end-of-turn model's probability that the speech up to pause ``score_id`` is a
+    finished turn."""
+
+    score_id: int
+    probability: float
+
+
+@dataclass(frozen=True, slots=True)
 class TypedTurn:
     text: str
     now: int
@@ -91,7 +100,9 @@ class PlaybackProgress:
     plays_until: int
 
 
-TurnInput = VadWindow | DecodeLanded | DecodeFailed | TypedTurn | AudioEnded | ReplyFinished
+TurnInput = (
+    VadWindow | DecodeLanded | DecodeFailed | TurnScored | TypedTurn | AudioEnded | ReplyFinished
+)
 MachineEvent = TurnInput | PlaybackProgress
 
 # -- actions (out) ---------------------------------------------------------------
@@ -122,6 +133,16 @@ class StartDecode:
 
 
 @dataclass(frozen=True, slots=True)
+class ScoreTurn:
+    """Ask the end-of-turn model whether input audio ``[start, end)`` ends a turn."""
+
+    score_id: int
+    utterance: int
+    start: int
+    end: int
+
+
+@dataclass(frozen=True, slots=True)
 class CancelDecode:
     decode_id: int
 
@@ -130,6 +151,24 @@ class CancelDecode:
 class ShowTranscript:
     text: str
     final: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PrimePartial:
+    """The user is still speaking and has said ``text`` so far: prefill it for the reply."""
+
+    utterance: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class TranscriptReady:
+    """The utterance's transcript up to its pause is known; ``source``: where it came from
+    ("partial": the last interim decode already covered all the speech, no decode needed;
+    "interim": an interim decode in flight covered it; "decode": a decode of its own)."""
+
+    utterance: int
+    source: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,8 +230,11 @@ Action = (
     SpeechStarted
     | SpeechPaused
     | StartDecode
+    | ScoreTurn
     | CancelDecode
     | ShowTranscript
+    | PrimePartial
+    | TranscriptReady
     | StartSpeculation
     | DropSpeculation
     | CommitTurn
@@ -206,13 +248,18 @@ Action = (
 @dataclass(frozen=True, slots=True)
 class MachineConfig:
     rate: int = 16000
-    endpoint_min_ms: int = 200
+    endpoint_min_ms: int = 400
     endpoint_max_ms: int = 1500
+    # A learned end-of-turn model scores each pause's audio (ScoreTurn); a complete-looking
+    # transcript that does not sound finished then waits endpoint_mid_ms.
+    turn_score: bool = False
+    endpoint_mid_ms: int = 800
     interrupt_min_ms: int = 300
     overlap: bool = True  # final decode at the pause, during the endpointing wait
     speculate: bool = True
     interim_stt: bool = True
-    interim_interval_ms: int = 1200
+    interim_interval_ms: int = 300
+    prime_partials: bool = True  # prefill each interim transcript while the user speaks
     max_utterance_ms: int = 30000
     preroll_ms: int = 300  # audio kept before speech start for the decode
     hold_on_speech: bool = True  # hold a reply's audio while the user speaks over it
@@ -228,8 +275,10 @@ class _Decode:
     decode_id: int
     utterance: int
     speech_end: int
+    end: int  # the decode covers the input audio up to here
     text: str | None = None  # None until it lands
     error: str | None = None
+    source: str = "decode"  # see TranscriptReady
 
 
 @dataclass(slots=True)
@@ -251,7 +300,10 @@ class _Utterance:
     over_reply: bool  # a reply was playing when it started
     last_interim: int
     decode: _Decode | None = None  # the early decode of the current pause
-    interim: int | None = None  # decode id of the interim decode in flight
+    interim: _Decode | None = None  # the periodic interim decode in flight
+    tail: _Decode | None = None  # the decode of a first silence after speech, in flight
+    partial: _Decode | None = None  # the last interim decode that landed
+    score_id: int | None = None  # the end-of-turn score asked for at the current pause
 
 
 @dataclass(slots=True)
@@ -278,7 +330,13 @@ class TurnMachine:
 
     def _endpoint_config(self) -> EndpointConfig:
         c = self.config
-        return EndpointConfig(c.endpoint_min_ms, c.endpoint_max_ms, c.rate)
+        return EndpointConfig(
+            c.endpoint_min_ms,
+            c.endpoint_max_ms,
+            c.rate,
+            use_score=c.turn_score,
+            mid_delay_ms=c.endpoint_mid_ms,
+        )
 
     def configure(self, config: MachineConfig) -> None:
         self.config = config
@@ -325,6 +383,8 @@ class TurnMachine:
             self._on_window(event, actions)
         elif isinstance(event, DecodeLanded | DecodeFailed):
             self._on_decode(event, actions)
+        elif isinstance(event, TurnScored):
+            self._on_score(event, actions)
         elif isinstance(event, TypedTurn):
             self._commit(event.text, None, None, event.now, event.now, actions)
         elif isinstance(event, AudioEnded):
@@ -349,16 +409,37 @@ class TurnMachine:
         if self._ms(w.end - utt.speech_start) > self.config.max_utterance_ms:
             self._endpoint(self.endpointer.force_end(w.end), actions)
             return
-        if (
-            self.config.interim_stt
-            and w.cpu_idle
-            and utt.interim is None
-            and self._ms(w.end - utt.last_interim) >= self.config.interim_interval_ms
-        ):
+        if self._tail_due(utt, w):
+            # The live turn's work: on the final decode's path, whatever else is running.
+            utt.tail = self._partial_decode(utt, w.end, actions, final=True)
+        elif self._interim_due(utt, w):
             utt.last_interim = w.end
-            utt.interim = self._next_id()
-            start = utt.speech_start - self._samples(self.config.preroll_ms)
-            actions.append(StartDecode(utt.interim, utt.utterance, start, w.end, final=False))
+            utt.interim = self._partial_decode(utt, w.end, actions, final=False)
+
+    def _partial_decode(
+        self, utt: _Utterance, end: int, actions: list[Action], final: bool
+    ) -> _Decode:
+        decode = _Decode(self._next_id(), utt.utterance, self.endpointer.speech_end, end)
+        start = utt.speech_start - self._samples(self.config.preroll_ms)
+        actions.append(StartDecode(decode.decode_id, utt.utterance, start, end, final=final))
+        return decode
+
+    def _interim_due(self, utt: _Utterance, w: VadWindow) -> bool:
+        """Re-decode the utterance every ``interim_interval_ms`` while the CPU is free."""
+        if not self.config.interim_stt or not w.cpu_idle or utt.interim is not None:
+            return False
+        return self._ms(w.end - utt.last_interim) >= self.config.interim_interval_ms
+
+    def _tail_due(self, utt: _Utterance, w: VadWindow) -> bool:
+        """The first silent window after speech that nothing decoded or decoding covers:
+        decode it now, so that if this silence becomes the pause, its transcript is
+        (nearly) there. A periodic interim still running does not stop it."""
+        speech_end = self.endpointer.speech_end
+        if not self.config.interim_stt or not self.config.overlap or w.end <= speech_end:
+            return False
+        return not any(
+            d is not None and d.end > speech_end for d in (utt.partial, utt.tail, utt.interim)
+        ) and (utt.tail is None)
 
     def _endpoint(self, events: list[TurnEvent], actions: list[Action]) -> None:
         for event in events:
@@ -396,9 +477,10 @@ class TurnMachine:
             self._holding = None
 
     def _cancel_interim(self, utt: _Utterance, actions: list[Action]) -> None:
-        if utt.interim is not None:
-            actions.append(CancelDecode(utt.interim))
-            utt.interim = None
+        for decode in (utt.interim, utt.tail):
+            if decode is not None:
+                actions.append(CancelDecode(decode.decode_id))
+        utt.interim = utt.tail = None
 
     def _pause(self, event: TurnEvent, actions: list[Action]) -> None:
         utt = self._utt
@@ -409,10 +491,40 @@ class TurnMachine:
             self._release(actions)  # a burst too short to interrupt: the reply goes on
         if not self.config.overlap:
             return
+        if self.config.turn_score:
+            utt.score_id = self._next_id()
+            start = utt.speech_start - self._samples(self.config.preroll_ms)
+            actions.append(ScoreTurn(utt.score_id, utt.utterance, start, event.sample))
+        utt.decode = self._pause_decode(utt, event, actions)
+        if utt.decode.text is not None:
+            self._early_transcript(utt, utt.decode, actions)
+
+    def _pause_decode(self, utt: _Utterance, event: TurnEvent, actions: list[Action]) -> _Decode:
+        """The transcript up to the pause: the last partial when no speech came after the
+        audio it covered, else the interim in flight when it covers the speech, else a
+        decode of its own."""
+        # "Covers" means it heard some silence after the speech too: Whisper cut off at
+        # the last speech window often drops the final period, and the turn then waits.
+        partial = utt.partial
+        if partial is not None and partial.end > event.speech_end:
+            self._cancel_interim(utt, actions)
+            return _Decode(
+                self._next_id(), utt.utterance, event.speech_end, partial.end,
+                partial.text, source="partial",
+            )
+        for running in (utt.tail, utt.interim):
+            if running is not None and running.end > event.speech_end:
+                if running is utt.tail:
+                    utt.tail = None
+                else:
+                    utt.interim = None
+                self._cancel_interim(utt, actions)  # the other one, if any
+                running.speech_end, running.source = event.speech_end, "interim"
+                return running
         self._cancel_interim(utt, actions)
-        decode = _Decode(self._next_id(), utt.utterance, event.speech_end)
-        utt.decode = decode
+        decode = _Decode(self._next_id(), utt.utterance, event.speech_end, event.sample)
         actions.append(self._decode_action(decode, utt, event.sample))
+        return decode
 
     def _decode_action(self, decode: _Decode, utt: _Utterance, end: int) -> StartDecode:
         start = utt.speech_start - self._samples(self.config.preroll_ms)
@@ -446,7 +558,7 @@ class TurnMachine:
         decode = utt.decode
         if decode is None or decode.speech_end != event.speech_end:
             # Sequential mode, or a forced end while speaking: decode now.
-            decode = _Decode(self._next_id(), utt.utterance, event.speech_end)
+            decode = _Decode(self._next_id(), utt.utterance, event.speech_end, event.sample)
             actions.append(self._decode_action(decode, utt, event.sample))
         speech_ms = self._ms(event.speech_end - utt.speech_start)
         if speech_ms < self.config.interrupt_min_ms:
@@ -458,21 +570,49 @@ class TurnMachine:
 
     def _on_decode(self, event: DecodeLanded | DecodeFailed, actions: list[Action]) -> None:
         utt = self._utt
-        if utt is not None and utt.interim == event.decode_id:
-            utt.interim = None
-            if isinstance(event, DecodeLanded) and event.text and self.phase is Phase.SPEAKING:
-                actions.append(ShowTranscript(event.text, final=False))
+        interim = self._running_partial(utt, event.decode_id)
+        if utt is not None and interim is not None:
+            if isinstance(event, DecodeLanded) and (
+                utt.partial is None or interim.end > utt.partial.end
+            ):
+                interim.text = event.text
+                utt.partial = interim
+                if event.text and self.phase is Phase.SPEAKING:
+                    actions.append(ShowTranscript(event.text, final=False))
+                    if self.config.prime_partials and self.config.speculate:
+                        actions.append(PrimePartial(utt.utterance, event.text))
             return
         decode = self._find_decode(event.decode_id)
-        if decode is None:
-            return  # superseded: its utterance resumed or was discarded
+        if decode is None or decode.text is not None:
+            return  # superseded (its utterance resumed or was discarded), or already known
         if isinstance(event, DecodeLanded):
             decode.text = event.text
         else:
             decode.text, decode.error = "", event.error
+        actions.append(TranscriptReady(decode.utterance, decode.source))
         if utt is not None and utt.decode is decode and self.phase is Phase.PAUSED:
             self._early_transcript(utt, decode, actions)
         self._release_held(actions)
+
+    def _on_score(self, event: TurnScored, actions: list[Action]) -> None:
+        utt = self._utt
+        if utt is None or utt.score_id != event.score_id or self.phase is not Phase.PAUSED:
+            return  # a pause the user has since spoken past
+        self.endpointer.set_turn_score(event.probability)
+        self._endpoint(self.endpointer.poll(self.now), actions)
+
+    @staticmethod
+    def _running_partial(utt: _Utterance | None, decode_id: int) -> _Decode | None:
+        """The interim or tail decode ``decode_id`` of the live utterance (then forgotten)."""
+        if utt is None:
+            return None
+        if utt.interim is not None and utt.interim.decode_id == decode_id:
+            found, utt.interim = utt.interim, None
+            return found
+        if utt.tail is not None and utt.tail.decode_id == decode_id:
+            found, utt.tail = utt.tail, None
+            return found
+        return None
 
     def _find_decode(self, decode_id: int) -> _Decode | None:
         live = self._utt.decode if self._utt is not None else None
@@ -481,7 +621,9 @@ class TurnMachine:
         return next((h.decode for h in self._held if h.decode.decode_id == decode_id), None)
 
     def _early_transcript(self, utt: _Utterance, decode: _Decode, actions: list[Action]) -> None:
-        """The pause's decode landed before the commit: judge it, maybe speculate on it."""
+        """The pause's transcript is known before the commit: judge it, maybe speculate."""
+        if decode.source == "partial":
+            actions.append(TranscriptReady(utt.utterance, decode.source))
         text = decode.text or ""
         complete = looks_complete(text)
         self.endpointer.set_transcript_complete(complete)

@@ -18,6 +18,7 @@ EVENT_TYPES: dict[str, type[tm.MachineEvent]] = {
         tm.VadWindow,
         tm.DecodeLanded,
         tm.DecodeFailed,
+        tm.TurnScored,
         tm.TypedTurn,
         tm.AudioEnded,
         tm.ReplyFinished,
