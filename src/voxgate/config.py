@@ -48,6 +48,9 @@ class SessionConfig(BaseModel):
     # Check each reply clause before it is spoken: regenerate a reply that parrots the
     # prompt, echoes the user or repeats itself (voxgate.quality.guard).
     reply_guard: bool = True
+    # Seeds the sequence of per-reply sampling seeds: the same conversation then gets the
+    # same replies (benchmarks compare settings on equal replies). None: fresh each session.
+    seed: int | None = Field(None, ge=0, le=2**31 - 1)
 
     @model_validator(mode="after")
     def _ordered(self) -> SessionConfig:

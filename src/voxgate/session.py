@@ -195,7 +195,7 @@ class Session:
         self._closing: asyncio.Future[None] | None = None
         self.closed = False
         # A new seed per reply: a retry or a repeated question does not get the same sample.
-        self._seeds = random.Random()
+        self._seeds = random.Random(self.config.seed)
 
     @property
     def history(self) -> list[ChatMessage]:

@@ -321,3 +321,19 @@ async def test_a_turn_model_that_hears_no_end_makes_the_turn_wait_the_middle_del
     assert scorer.calls  # the pause's audio was scored
     assert low <= metrics["durations"]["endpointing"] <= high
     await h.conn.close()
+
+
+async def test_a_session_seed_gives_the_same_reply_seeds_and_none_gives_fresh_ones() -> None:
+    async def reply_seeds(config: dict[str, Any]) -> list[int]:
+        llm = FakeLLM("Fine.")
+        h = Harness(fake_engines(FakeSTT(lambda s: ""), llm, FakeTTS(ms_per_char=0)))
+        await h.start(config)
+        for done, text in enumerate(("One?", "Two?"), 1):
+            await h.conn.on_message(encode_event({"type": "user_text", "text": text}))
+            await h.wait_for_done(done)
+        await h.conn.close()
+        return [r.seed for r in llm.requests]
+
+    seeded = await reply_seeds({"seed": 7})
+    assert len(seeded) == 2 and seeded == await reply_seeds({"seed": 7})
+    assert await reply_seeds({}) != await reply_seeds({})

@@ -319,11 +319,17 @@ def test_speech_after_the_tail_needs_a_decode_of_its_own() -> None:
     assert isinstance(commit, tm.CommitTurn) and commit.text == "Ever tried."
 
 
-def test_with_turn_scores_a_finished_sounding_pause_commits_at_the_minimum() -> None:
+def _scored_pause() -> tuple[Driver, tm.ScoreTurn]:
+    """An utterance paused with a turn model on: the machine asked for the pause's score."""
     d = Driver(interim_stt=False, turn_score=True, endpoint_mid_ms=800)
     d.windows(0.9, 30)
     d.windows(0.0, 3)
-    (score,) = [a for a in d.actions if isinstance(a, tm.ScoreTurn)]
+    scores = [a for a in d.actions if isinstance(a, tm.ScoreTurn)]
+    return d, scores[-1]
+
+
+def test_with_turn_scores_a_finished_sounding_pause_commits_at_the_minimum() -> None:
+    d, score = _scored_pause()
     d.send(tm.DecodeLanded(d.last_final_decode().decode_id, "Ever tried."))
     d.windows(0.0, 5)
     assert not d.of(tm.CommitTurn)  # the text is complete, the audio's verdict is not in
@@ -333,10 +339,7 @@ def test_with_turn_scores_a_finished_sounding_pause_commits_at_the_minimum() -> 
 
 
 def test_with_turn_scores_an_unfinished_sounding_pause_waits_the_middle_delay() -> None:
-    d = Driver(interim_stt=False, turn_score=True, endpoint_mid_ms=800)
-    d.windows(0.9, 30)
-    d.windows(0.0, 3)
-    (score,) = [a for a in d.actions if isinstance(a, tm.ScoreTurn)]
+    d, score = _scored_pause()
     d.send(tm.DecodeLanded(d.last_final_decode().decode_id, "Ever tried."))
     d.send(tm.TurnScored(score.score_id, 0.1))
     d.windows(0.0, ms_to_windows(700))
@@ -346,10 +349,7 @@ def test_with_turn_scores_an_unfinished_sounding_pause_waits_the_middle_delay() 
 
 
 def test_a_score_for_a_pause_the_user_spoke_past_is_ignored() -> None:
-    d = Driver(interim_stt=False, turn_score=True, endpoint_mid_ms=800)
-    d.windows(0.9, 30)
-    d.windows(0.0, 3)
-    (old,) = [a for a in d.actions if isinstance(a, tm.ScoreTurn)]
+    d, old = _scored_pause()
     d.windows(0.9, 10)  # resumed
     d.windows(0.0, 3)
     new = [a for a in d.actions if isinstance(a, tm.ScoreTurn)][-1]
