@@ -1,6 +1,13 @@
 import pytest
 
-from voxgate.turns.endpointing import EndpointConfig, Endpointer, EventKind, looks_complete
+from voxgate.turns.endpointing import (
+    EndpointConfig,
+    Endpointer,
+    EventKind,
+    Verdict,
+    looks_complete,
+    transcript_verdict,
+)
 
 WINDOW = 512
 
@@ -86,3 +93,28 @@ def test_with_a_turn_score_a_complete_text_also_needs_the_audio_to_sound_finishe
     run([0.0] * 4, ep, start=17)
     ep.set_transcript_complete(True)
     assert ep.delay_ms() == 1500
+
+
+@pytest.mark.parametrize(("text", "verdict"), [
+    ("Ever tried.", Verdict.COMPLETE),
+    ("Ever failed", Verdict.MAYBE),  # Whisper dropped the period
+    ("I went to the", Verdict.INCOMPLETE),
+    ("Front,", Verdict.INCOMPLETE),
+    ("", Verdict.INCOMPLETE),
+])
+def test_transcript_verdict(text: str, verdict: Verdict) -> None:
+    assert transcript_verdict(text) is verdict
+
+
+def test_a_transcript_that_may_be_finished_waits_the_middle_delay() -> None:
+    ep = _paused(EndpointConfig(min_delay_ms=400, max_delay_ms=1500, mid_delay_ms=800))
+    ep.set_transcript_verdict(Verdict.MAYBE)
+    assert ep.delay_ms() == 800
+    with_score = _paused(
+        EndpointConfig(min_delay_ms=400, max_delay_ms=1500, mid_delay_ms=800, use_score=True)
+    )
+    with_score.set_transcript_verdict(Verdict.MAYBE)
+    with_score.set_turn_score(0.9)
+    assert with_score.delay_ms() == 800
+    with_score.set_turn_score(0.1)
+    assert with_score.delay_ms() == 1500

@@ -360,5 +360,18 @@ def test_a_score_for_a_pause_the_user_spoke_past_is_ignored() -> None:
     assert not d.of(tm.CommitTurn)  # still waiting for this pause's own score
 
 
+def test_a_transcript_without_its_final_period_is_answered_after_the_middle_delay() -> None:
+    d = Driver(interim_stt=False, endpoint_min_ms=400, endpoint_mid_ms=800)
+    d.windows(0.9, 30)
+    d.windows(0.0, 3)
+    landed = d.send(tm.DecodeLanded(d.last_final_decode().decode_id, "Ever failed"))
+    (spec,) = [a for a in landed if isinstance(a, tm.StartSpeculation)]  # speculated on
+    d.windows(0.0, ms_to_windows(600))
+    assert not d.of(tm.CommitTurn)  # not at the minimum
+    d.windows(0.0, ms_to_windows(250))
+    (commit,) = d.of(tm.CommitTurn)
+    assert isinstance(commit, tm.CommitTurn) and commit.reply_id == spec.reply_id
+
+
 def ms_to_windows(ms: int) -> int:
     return ms // 32

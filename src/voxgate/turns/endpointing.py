@@ -51,8 +51,9 @@ class EndpointConfig:
     min_delay_ms: int = 400
     max_delay_ms: int = 1500
     rate: int = 16000
-    # With a learned end-of-turn score (Smart Turn): a complete-looking transcript whose
-    # audio does not sound finished waits ``mid_delay_ms`` instead of the minimum.
+    # A transcript that may be finished (Verdict.MAYBE) waits ``mid_delay_ms``; so does,
+    # with a learned end-of-turn score (Smart Turn), a complete-looking transcript whose
+    # audio does not sound finished.
     use_score: bool = False
     mid_delay_ms: int = 800
     score_threshold: float = 0.5
@@ -100,15 +101,29 @@ _CONTINUATION = frozenset(
 )
 
 
-def looks_complete(text: str) -> bool:
-    """A cheap end-of-thought guess: terminal punctuation and no dangling function word."""
+class Verdict(Enum):
+    """What a transcript says about whether the thought is finished."""
+
+    COMPLETE = "complete"  # terminal punctuation, no dangling function word
+    # No terminal punctuation but nothing left hanging either ("Ever failed"): Whisper
+    # often drops the final period when the audio stops right after the last word.
+    MAYBE = "maybe"
+    INCOMPLETE = "incomplete"  # a trailing comma, ellipsis or function word, or nothing
+
+
+def transcript_verdict(text: str) -> Verdict:
     stripped = text.strip()
     if not stripped or stripped.endswith(("...", "…", ",", "-", "—", ";", ":")):
-        return False
-    if stripped[-1] not in ".!?":
-        return False
+        return Verdict.INCOMPLETE
     words = re.findall(r"[a-zA-Z']+", stripped.lower())
-    return bool(words) and words[-1] not in _CONTINUATION
+    if not words or words[-1] in _CONTINUATION:
+        return Verdict.INCOMPLETE
+    return Verdict.COMPLETE if stripped[-1] in ".!?" else Verdict.MAYBE
+
+
+def looks_complete(text: str) -> bool:
+    """A cheap end-of-thought guess: terminal punctuation and no dangling function word."""
+    return transcript_verdict(text) is Verdict.COMPLETE
 
 
 class Endpointer:
@@ -118,7 +133,7 @@ class Endpointer:
         self._speech_run = 0
         self._speech_start = 0
         self._last_speech = 0  # end of the last speech window
-        self._complete: bool | None = None  # verdict for the current pause's transcript
+        self._verdict: Verdict | None = None  # on the current pause's transcript
         self._score: float | None = None  # the end-of-turn model's, for the current pause
 
     @property
@@ -132,10 +147,13 @@ class Endpointer:
     def _ms(self, samples: int) -> float:
         return samples * 1000.0 / self.config.rate
 
-    def set_transcript_complete(self, complete: bool) -> None:
-        """Called when the final decode of the current pause lands."""
+    def set_transcript_verdict(self, verdict: Verdict) -> None:
+        """Called when the transcript of the current pause is known."""
         if self.phase is Phase.PAUSED:
-            self._complete = complete
+            self._verdict = verdict
+
+    def set_transcript_complete(self, complete: bool) -> None:
+        self.set_transcript_verdict(Verdict.COMPLETE if complete else Verdict.INCOMPLETE)
 
     def set_turn_score(self, probability: float) -> None:
         """Called when the end-of-turn model's verdict on the current pause lands."""
@@ -145,15 +163,15 @@ class Endpointer:
     def delay_ms(self) -> float:
         """How much silence ends the turn, given what is known about this pause so far."""
         c = self.config
-        if self._complete is not True:
+        mid = min(max(c.mid_delay_ms, c.min_delay_ms), c.max_delay_ms)
+        if self._verdict is None or self._verdict is Verdict.INCOMPLETE:
             return c.max_delay_ms
-        if not c.use_score:
-            return c.min_delay_ms
-        if self._score is None:  # wait for the audio's verdict too
-            return c.max_delay_ms
-        if self._score > c.score_threshold:
-            return c.min_delay_ms
-        return min(max(c.mid_delay_ms, c.min_delay_ms), c.max_delay_ms)
+        if c.use_score:
+            if self._score is None:  # wait for the audio's verdict too
+                return c.max_delay_ms
+            if self._score <= c.score_threshold:  # does not sound finished: one step longer
+                return mid if self._verdict is Verdict.COMPLETE else c.max_delay_ms
+        return c.min_delay_ms if self._verdict is Verdict.COMPLETE else mid
 
     def update(self, window_end: int, window_len: int, prob: float) -> list[TurnEvent]:
         events: list[TurnEvent] = []
@@ -169,7 +187,7 @@ class Endpointer:
                 )
             elif self.phase is Phase.PAUSED and self._speech_run >= START_WINDOWS:
                 self.phase = Phase.SPEAKING
-                self._complete = self._score = None
+                self._verdict = self._score = None
                 events.append(TurnEvent(EventKind.RESUME, window_end, self._speech_start))
             if self.phase is Phase.SPEAKING:
                 self._last_speech = window_end
@@ -180,7 +198,7 @@ class Endpointer:
                 and self._ms(window_end - self._last_speech) >= PAUSE_MS
             ):
                 self.phase = Phase.PAUSED
-                self._complete = self._score = None
+                self._verdict = self._score = None
                 events.append(self._event(EventKind.PAUSE, window_end))
         events.extend(self.poll(window_end))
         return events
@@ -192,7 +210,7 @@ class Endpointer:
         if self._ms(now - self._last_speech) < self.delay_ms():
             return []
         self.phase = Phase.IDLE
-        self._complete = self._score = None
+        self._verdict = self._score = None
         return [self._event(EventKind.END_OF_TURN, now)]
 
     def force_end(self, now: int) -> list[TurnEvent]:
@@ -200,7 +218,7 @@ class Endpointer:
         if self.phase is Phase.IDLE:
             return []
         self.phase = Phase.IDLE
-        self._complete = self._score = None
+        self._verdict = self._score = None
         return [self._event(EventKind.END_OF_TURN, now)]
 
     def _event(self, kind: EventKind, sample: int) -> TurnEvent:

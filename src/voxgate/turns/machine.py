@@ -34,7 +34,8 @@ from voxgate.turns.endpointing import (
     EventKind,
     Phase,
     TurnEvent,
-    looks_complete,
+    Verdict,
+    transcript_verdict,
 )
 
 # -- events (in) ---------------------------------------------------------------
@@ -625,13 +626,13 @@ class TurnMachine:
         if decode.source == "partial":
             actions.append(TranscriptReady(utt.utterance, decode.source))
         text = decode.text or ""
-        complete = looks_complete(text)
-        self.endpointer.set_transcript_complete(complete)
+        verdict = transcript_verdict(text)
+        self.endpointer.set_transcript_verdict(verdict)
         if text:
             actions.append(ShowTranscript(text, final=False))
             # An unfinished-looking thought will most likely go on: speculating on it
             # would mostly burn CPU that the resumed utterance's decode needs.
-            if self.config.speculate and complete:
+            if self.config.speculate and verdict is not Verdict.INCOMPLETE:
                 key = normalize(text)
                 if self._spec is None or self._spec[2] != key:
                     self._drop_speculation(actions, charge=utt.utterance)
