@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import math
 import sys
 import time
 from collections.abc import Callable
@@ -45,6 +46,9 @@ RATE = 16000
 FRAME_SAMPLES = 320  # 20 ms
 # After the reply has played, a person takes a moment before speaking again.
 GAP_AFTER_REPLY_S = 0.6
+# How long after a reply to wait for a turn from speech the server heard but has not
+# answered yet (the sequential baseline decodes ~1 s after a 500 ms endpoint).
+UNANSWERED_SPEECH_WAIT_S = 5.0
 SPEECH_RMS = 0.01
 # The protocol version this client speaks (the server also accepts 1, without
 # `playback` reports).
@@ -219,6 +223,9 @@ class VoiceClient:
         # The server turn whose reply is arriving (turns are serialized: every frame
         # until the next turn_start is its), and the utterance each turn answers.
         self._server_turn: int | None = None
+        # The server heard speech start since its last turn_start: an utterance (the rest
+        # of one split by a false endpoint) is still on its way to becoming a turn.
+        self._speech_unanswered = False
         self._owners: dict[int, TurnResult] = {}
         self._dropped_turn: int | None = None  # interrupted: its late audio is not played
         self._previous_playback: Playback | None = None  # plays before the current turn's
@@ -293,7 +300,10 @@ class VoiceClient:
             self.output_rate = int(event["output_sample_rate"])
         elif kind == "metrics":
             self._owner(event.get("turn")).metrics = event
+        elif kind == "vad" and event.get("speaking"):
+            self._speech_unanswered = True
         elif kind == "turn_start":
+            self._speech_unanswered = False
             turn = self._current()
             turn.turn_starts.append(now)
             server_turn = event.get("turn")
@@ -424,10 +434,13 @@ class VoiceClient:
             result.spoke_over = time.monotonic() < self.playing_until(result)
             return result
 
+        give_up = math.inf
         while True:
             await self._silence_while(
                 lambda: not result.done.is_set() and not barge_in_due(), timeout
             )
+            if give_up == math.inf:
+                give_up = time.monotonic() + UNANSWERED_SPEECH_WAIT_S
             if barge_in_due():
                 return barge_in()
             if not result.done.is_set():
@@ -444,8 +457,10 @@ class VoiceClient:
             if barge_in_due():
                 return barge_in()
             # A false endpoint leaves the rest of the utterance to be taken as one more
-            # turn a moment later: follow it before speaking again.
-            if len(result.turn_starts) == starts and not result.open_turns:
+            # turn a moment later: follow it before speaking again. (Speech the server
+            # discards, a breath, never gets a turn: wait for it only so long.)
+            settled = not self._speech_unanswered or time.monotonic() > give_up
+            if len(result.turn_starts) == starts and not result.open_turns and settled:
                 return result
 
     async def close(self) -> None:
