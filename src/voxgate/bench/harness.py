@@ -10,6 +10,7 @@ from pathlib import Path
 from aiohttp import web
 
 from voxgate.engines import Engines, load_default_engines
+from voxgate.transport.access_log import runner_options
 from voxgate.transport.server import GatewaySettings, create_app
 
 
@@ -40,7 +41,7 @@ async def start_bench_server(
 async def serve_engines(engines: Engines, max_sessions: int = 16) -> BenchServer:
     """Serve warmed ``engines`` on a free loopback port, no token; close() closes both."""
     settings = GatewaySettings(token=None, max_sessions=max_sessions)
-    runner = web.AppRunner(create_app(engines, settings))
+    runner = web.AppRunner(create_app(engines, settings), **runner_options())
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)  # loopback only
     await site.start()

@@ -23,6 +23,7 @@ from voxgate.config import SessionConfig, sequential_config
 from voxgate.engines import Engines, load_default_engines
 from voxgate.protocol.frames import MAX_FRAME_BYTES
 from voxgate.session import INPUT_RATE
+from voxgate.transport.access_log import no_referrer, runner_options
 from voxgate.transport.binary_protocol import BinaryProtocolSession, CloseSession
 from voxgate.transport.limits import Admission, AudioRateLimiter, audio_samples
 
@@ -207,6 +208,7 @@ def create_app(engines: Engines, settings: GatewaySettings) -> web.Application:
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/{name}", static_file)
     app.on_shutdown.append(_close_sessions)
+    app.on_response_prepare.append(no_referrer)
     return app
 
 
@@ -245,7 +247,7 @@ async def serve(args: argparse.Namespace) -> None:
         allowed_origins=set(args.allow_origin),
         base_config=sequential_config() if args.sequential else SessionConfig(),
     )
-    runner = web.AppRunner(create_app(engines, settings), handle_signals=False)
+    runner = web.AppRunner(create_app(engines, settings), handle_signals=False, **runner_options())
     await runner.setup()
     site = web.TCPSite(runner, args.host, args.port)
     await site.start()
