@@ -72,6 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="accept WebSocket sessions without a token (tests, trusted loopback)",
     )
+    serve.add_argument(
+        "--no-token-on-network",
+        action="store_true",
+        help="allow --no-token with a --host other machines can reach (a trusted network)",
+    )
     serve.add_argument("--allow-origin", action="append", default=[], help="extra allowed Origin")
     serve.add_argument("--open", action="store_true", help="open the web client in a browser")
     serve.add_argument(

@@ -25,6 +25,7 @@ from voxgate.protocol.frames import MAX_FRAME_BYTES
 from voxgate.session import INPUT_RATE
 from voxgate.transport.access_log import no_referrer, runner_options
 from voxgate.transport.binary_protocol import BinaryProtocolSession, CloseSession
+from voxgate.transport.exposure import exposure_warnings
 from voxgate.transport.limits import Admission, AudioRateLimiter, audio_samples
 
 log = logging.getLogger("voxgate.server")
@@ -219,6 +220,12 @@ def _resolve_token(args: argparse.Namespace) -> str | None:
 
 
 async def serve(args: argparse.Namespace) -> None:
+    try:
+        warnings = exposure_warnings(args.host, args.no_token, args.no_token_on_network)
+    except ValueError as exc:
+        raise SystemExit(f"voxgate: {exc}") from None
+    for warning in warnings:
+        print(f"voxgate: WARNING: {warning}", file=sys.stderr, flush=True)
     trace = (
         Path(args.trace)
         if args.trace
