@@ -225,6 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
                           help="least share of known answers right (default 0.8)")
     evaluate.add_argument("--repeat", type=int, default=1,
                           help="play every scenario this many times per run (new seeds)")
+    evaluate.add_argument("--seed", type=int, default=0,
+                          help="reply seed of the first play: a run is reproducible")
     evaluate.add_argument("--json", default=None, help="write every turn and its scores")
     evaluate.set_defaults(func=_lazy("voxgate.eval.cli:cli_eval"))
 

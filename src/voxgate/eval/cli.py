@@ -75,9 +75,12 @@ async def _run_one(spec: RunSpec, scenarios: list[Scenario], args: argparse.Name
 
             server = await serve_engines(engines)
         user = eval_user()
-        for scenario in [s for _ in range(max(args.repeat, 1)) for s in scenarios]:
+        plays = [(rep, s) for rep in range(max(args.repeat, 1)) for s in scenarios]
+        for rep, scenario in plays:
             print(f"[eval] {spec.label}: {scenario.id} ({len(scenario.turns)} turns)", flush=True)
             started = time.perf_counter()
+            # Reproducible: the same seed gives the same replies; each repetition a new one.
+            config = config.model_copy(update={"seed": args.seed + rep})
             if server is not None:
                 outcomes += await run_audio(engines, server.url, scenario, spec.persona, config,
                                             _print_turn)
