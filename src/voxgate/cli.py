@@ -43,6 +43,16 @@ def _model_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < 86400:
+        raise argparse.ArgumentTypeError(f"expected seconds from 0 to 86400, got {text!r}")
+    return value
+
+
 def _names(text: str) -> list[str]:
     names = [x.strip() for x in text.split(",") if x.strip()]
     if not names:
@@ -77,7 +87,37 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="allow --no-token with a --host other machines can reach (a trusted network)",
     )
-    serve.add_argument("--allow-origin", action="append", default=[], help="extra allowed Origin")
+    serve.add_argument(
+        "--allow-origin",
+        action="append",
+        default=[],
+        help="a web page origin allowed to open sessions, e.g. https://app.example (repeatable)",
+    )
+    serve.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        help="a host name clients may use to reach this server besides IP addresses and "
+        "localhost, e.g. voice.lan; .example.org allows its subdomains (repeatable)",
+    )
+    serve.add_argument(
+        "--handshake-timeout",
+        type=_seconds,
+        default=10.0,
+        help="close a WebSocket that sends no hello in this many seconds (default 10, 0: never)",
+    )
+    serve.add_argument(
+        "--idle-timeout",
+        type=_seconds,
+        default=300.0,
+        help="close a session that sends nothing for this many seconds (default 300, 0: never)",
+    )
+    serve.add_argument(
+        "--metrics-token",
+        default=None,
+        help="a token for /metrics alone (default: $VOXGATE_METRICS_TOKEN); off loopback "
+        "/metrics needs it or the session token",
+    )
     serve.add_argument("--open", action="store_true", help="open the web client in a browser")
     serve.add_argument(
         "--trace", default=None, help="JSONL trace/metrics file (default runs/trace-*.jsonl)"

@@ -10,7 +10,8 @@ from voxgate.personas.persona import Persona
 
 
 class SessionConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # Strict: JSON `true` is not the number 1, nor "400" the number 400.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, strict=True)
 
     # Silence before a complete-looking turn is committed. The reply has started
     # speculatively well before (compute early, commit late), so waiting costs little.

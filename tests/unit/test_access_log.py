@@ -6,10 +6,10 @@ import logging
 
 import aiohttp
 import pytest
-from aiohttp import web
 
 from tests.fakes import FakeSTT, fake_engines
-from voxgate.transport.access_log import redact, runner_options
+from tests.served_app import serving
+from voxgate.transport.access_log import redact
 from voxgate.transport.server import GatewaySettings, create_app
 
 SECRET = "s3cr3t-T0ken_value"
@@ -24,25 +24,16 @@ def test_redact_replaces_every_token_value() -> None:
 async def test_no_access_log_line_holds_the_token(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="aiohttp.access")
     app = create_app(fake_engines(FakeSTT(lambda s: "")), GatewaySettings(token=SECRET))
-    runner = web.AppRunner(app, **runner_options())
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    base = f"http://127.0.0.1:{port}"
-    try:
-        async with aiohttp.ClientSession() as http:
-            async with http.get(f"{base}/?token={SECRET}") as page:
-                assert page.status == 200
-                # The page's own asset loads must not carry its URL (and the token) along.
-                assert page.headers["Referrer-Policy"] == "no-referrer"
-            referer = {"Referer": f"{base}/?token={SECRET}"}
-            async with http.get(f"{base}/app.js", headers=referer) as asset:
-                assert asset.status == 200
-            async with http.get(f"{base}/ws?token={SECRET}") as not_upgraded:
-                assert not_upgraded.status >= 400
-    finally:
-        await runner.cleanup()
+    async with serving(app) as base, aiohttp.ClientSession() as http:
+        async with http.get(f"{base}/?token={SECRET}") as page:
+            assert page.status == 200
+            # The page's own asset loads must not carry its URL (and the token) along.
+            assert page.headers["Referrer-Policy"] == "no-referrer"
+        referer = {"Referer": f"{base}/?token={SECRET}"}
+        async with http.get(f"{base}/app.js", headers=referer) as asset:
+            assert asset.status == 200
+        async with http.get(f"{base}/ws?token={SECRET}") as not_upgraded:
+            assert not_upgraded.status >= 400
     lines = [r.getMessage() for r in caplog.records if r.name == "aiohttp.access"]
     assert len(lines) == 3
     assert not [line for line in lines if SECRET in line]

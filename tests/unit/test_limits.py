@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 
 import pytest
 
@@ -21,15 +22,22 @@ from voxgate.transport.limits import Admission, AudioRateLimiter, audio_samples
 
 RATE = 16000
 CHUNK = 320  # 20 ms
+ACCEPTED = (Admission.ACCEPT, Admission.ACCEPT_REPORT)
+REPORTED = (Admission.DROP_REPORT, Admission.ACCEPT_REPORT)
 
 
 def stream(
     limiter: AudioRateLimiter, speed: float, seconds: float, start: float = 0.0
 ) -> list[Admission]:
-    """20 ms chunks sent at ``speed`` x real time for ``seconds`` of wall time."""
+    """20 ms chunks sent at ``speed`` x real time for ``seconds`` of wall time; each report
+    is taken, as the server does."""
     interval = 0.02 / speed
-    n = round(seconds / interval)
-    return [limiter.admit(CHUNK, start + i * interval) for i in range(n)]
+    results = []
+    for i in range(round(seconds / interval)):
+        results.append(limiter.admit(CHUNK, start + i * interval))
+        if results[-1] in REPORTED:
+            limiter.report()
+    return results
 
 
 def test_real_time_audio_is_never_limited() -> None:
@@ -58,20 +66,49 @@ def test_sustained_flood_is_cut_within_the_window_and_reported_once_per_second()
     assert first_refused * CHUNK == 6 * RATE
     assert times[first_refused] < 1.0
     # Sustained, the accepted audio is 3x the wall time; the rest was dropped and counted.
-    accepted = results.count(Admission.ACCEPT)
+    accepted = sum(r in ACCEPTED for r in results)
     assert accepted * CHUNK / RATE == pytest.approx(3.0 * 20.0, rel=0.05)
     assert limiter.dropped_total == (len(results) - accepted) * CHUNK
     # At most one report per wall second while dropping goes on; dropping is reported
     # again and again, not only once.
-    reported = [t for t, r in zip(times, results, strict=True) if r is Admission.DROP_REPORT]
+    reported = [t for t, r in zip(times, results, strict=True) if r in REPORTED]
     assert all(b - a >= 1.0 for a, b in itertools.pairwise(reported))
     assert len(reported) >= 10
+
+
+def reported_ms(message: str) -> float:
+    match = re.search(r"dropped (\d+) ms of audio since the last report", message)
+    assert match, message
+    return float(match.group(1))
+
+
+def test_the_reports_add_up_to_all_the_audio_dropped() -> None:
+    """Probe case: an 8 s burst then paced audio; the one report said "dropped 20 ms"
+    while 2.2 s had been dropped."""
+    limiter = AudioRateLimiter(RATE)
+    reports, kinds = [], []
+    burst = [limiter.admit(CHUNK, 5.0) for _ in range(400)]  # 8 s of audio at once
+    for r in burst:
+        if r in REPORTED:
+            reports.append(limiter.report())
+            kinds.append(r)
+    for i in range(250):  # then 5 s in real time
+        r = limiter.admit(CHUNK, 5.02 + i * 0.02)
+        if r in REPORTED:
+            reports.append(limiter.report())
+            kinds.append(r)
+    assert limiter.dropped_total > 100 * CHUNK  # at least the 2 s over the 6 s allowance
+    assert kinds[0] is Admission.DROP_REPORT and kinds[-1] is Admission.ACCEPT_REPORT
+    total_ms = limiter.dropped_total * 1000 / RATE
+    assert sum(reported_ms(m) for m in reports) == pytest.approx(total_ms, abs=len(reports))
+    assert f"({total_ms:.0f} ms in this session)" in reports[-1]
+    assert limiter.dropped_samples == 0  # nothing left unreported
 
 
 def test_slightly_above_the_limit_drops_only_the_excess() -> None:
     limiter = AudioRateLimiter(RATE)
     results = stream(limiter, 4.0, 20.0)
-    accepted_s = results.count(Admission.ACCEPT) * CHUNK / RATE
+    accepted_s = sum(r in ACCEPTED for r in results) * CHUNK / RATE
     assert accepted_s == pytest.approx(3.0 * 20.0, rel=0.05)
 
 
@@ -79,9 +116,11 @@ def test_flow_recovers_after_the_client_slows_down() -> None:
     limiter = AudioRateLimiter(RATE)
     stream(limiter, 20.0, 3.0)
     assert limiter.dropped_total > 0
-    # After a full window at real time everything passes again.
+    # After a full window at real time everything passes again (the drops not reported
+    # yet are reported by the first chunk accepted a second after the last report).
     results = stream(limiter, 1.0, 10.0, start=3.0)
-    assert set(results[150:]) == {Admission.ACCEPT}
+    assert set(results[150:]) <= set(ACCEPTED)
+    assert results[150:].count(Admission.ACCEPT_REPORT) <= 1
 
 
 def test_one_chunk_longer_than_the_allowance_is_refused() -> None:

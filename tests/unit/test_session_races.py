@@ -277,3 +277,29 @@ async def test_a_socket_slower_than_real_time_does_not_pile_up_reply_audio() -> 
         backlog.append(h.conn.outbox.backlog())
     assert max(backlog) <= 3  # the pacer's bound: 2 frames waiting, plus the one it adds
     await h.conn.close()
+
+
+async def test_a_turn_cut_off_by_close_is_stored_as_interrupted_and_not_timed() -> None:
+    """Issue 11, item 7: the cut-off turn was stored as a normal completed turn."""
+    llm = FakeLLM("One, two, three, four, five, six, seven, eight, nine, ten.", token_delay_s=0.05)
+    h = Harness(fake_engines(FakeSTT(lambda s: ""), llm, FakeTTS(ms_per_char=20)))
+    await h.start()
+    await h.say("Count to ten.")
+    for _ in range(500):  # until the reply has begun to sound
+        if any(f.type is FrameType.TTS_AUDIO for f in h.frames):
+            break
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.1)
+    await h.conn.close()
+    trace = h.session.engines.trace
+    assert isinstance(trace, RecordingTrace)
+    turns = [r for r in trace.records if r.get("type") == "turn"]
+    assert len(turns) == 1 and turns[0]["interrupted"] is True
+    history = h.session.history
+    assert [m.role for m in history] == ["user", "assistant"]
+    said = history[-1].content
+    assert said and len(said) < len(llm.reply)  # only what was played, not the whole reply
+    assert llm.reply.startswith(said.rstrip(".,"))
+    rendered = h.session.engines.registry.render()
+    assert "voxgate_turns_total" not in rendered  # left out of the latency figures
+    assert "voxgate_voice_to_voice_ms" not in rendered

@@ -10,7 +10,7 @@ from pathlib import Path
 from aiohttp import web
 
 from voxgate.engines import Engines, load_default_engines
-from voxgate.transport.access_log import runner_options
+from voxgate.transport.runner_options import runner_options
 from voxgate.transport.server import GatewaySettings, create_app
 
 

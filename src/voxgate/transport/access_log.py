@@ -8,7 +8,6 @@ so anyone who can read the server's log could join its sessions.
 from __future__ import annotations
 
 import re
-from typing import Any
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
@@ -45,8 +44,3 @@ class RedactingAccessLogger(AbstractAccessLogger):
 async def no_referrer(request: web.Request, response: web.StreamResponse) -> None:
     """The page's URL holds the token: the browser must not send it on as a Referer."""
     response.headers.setdefault("Referrer-Policy", "no-referrer")
-
-
-def runner_options() -> dict[str, Any]:
-    """What every AppRunner of the gateway passes, so that no log holds a token."""
-    return {"access_log_class": RedactingAccessLogger}

@@ -8,6 +8,7 @@ about frames or JSON lives in the session itself.
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -42,6 +43,7 @@ from voxgate.protocol.frames import (
     encode_text,
 )
 from voxgate.session import INPUT_RATE, Session, session_setup
+from voxgate.transport.limits import EventRateLimiter
 
 log = logging.getLogger("voxgate.protocol")
 
@@ -49,6 +51,9 @@ log = logging.getLogger("voxgate.protocol")
 # estimates playback itself and says so in the metrics.
 SUPPORTED_VERSIONS = (1, PROTOCOL_VERSION)
 MAX_FRAME_BYTES_ADVERTISED = 1 << 20
+# Events that cost the server real work, and how often a client may send them: a typed
+# turn is an LLM generation plus its speech; a config update may regrow the audio ring.
+EVENT_RATES = {"user_text": (1.0, 5), "config": (2.0, 10)}  # (per second, burst)
 
 
 class CloseSession(Exception):
@@ -128,6 +133,9 @@ class BinaryProtocolSession:
         self.outbox = Outbox(send, lambda message: encode_message(message, self.protocol))
         self.session: Session | None = None
         self.protocol = 0
+        self._event_limits = {
+            kind: EventRateLimiter(per_s, burst) for kind, (per_s, burst) in EVENT_RATES.items()
+        }
 
     @property
     def ready(self) -> bool:
@@ -173,6 +181,13 @@ class BinaryProtocolSession:
 
     def _on_event(self, session: Session, event: dict[str, Any]) -> None:
         kind = event.get("type")
+        limit = self._event_limits.get(kind) if isinstance(kind, str) else None
+        if limit is not None and not limit.admit(time.monotonic()):
+            self.error(
+                "rate_limited",
+                f"too many {kind} events ({limit.describe()}); this one was dropped",
+            )
+            return
         try:
             if kind == "hello":
                 raise ValueError("hello was already received")

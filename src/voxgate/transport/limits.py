@@ -32,6 +32,8 @@ class Admission(Enum):
     ACCEPT = "accept"
     DROP = "drop"  # refuse this chunk; the client was told recently
     DROP_REPORT = "drop_report"  # refuse this chunk and tell the client
+    # Accept this chunk, and tell the client about audio dropped since the last report.
+    ACCEPT_REPORT = "accept_report"
 
 
 def audio_samples(message: bytes, max_bytes: int = MAX_FRAME_BYTES) -> int:
@@ -82,26 +84,64 @@ class AudioRateLimiter:
         """``now``: a monotonic wall clock in seconds."""
         slot = int(now / SLOT_S)
         self._expire(slot)
-        if self._in_window + n_samples <= self.budget_samples:
+        accept = self._in_window + n_samples <= self.budget_samples
+        if accept:
             if self._slots and self._slots[-1][0] == slot:
                 self._slots[-1][1] += n_samples
             else:
                 self._slots.append([slot, n_samples])
             self._in_window += n_samples
-            return Admission.ACCEPT
-        self.dropped_samples += n_samples
-        self.dropped_total += n_samples
-        if self._last_report is None or now - self._last_report >= self.report_every_s:
+        else:
+            self.dropped_samples += n_samples
+            self.dropped_total += n_samples
+        # Drops are reported at once, then at most every report_every_s, also by the first
+        # accepted chunk after that: every dropped sample is reported exactly once.
+        due = self._last_report is None or now - self._last_report >= self.report_every_s
+        if self.dropped_samples and due:
             self._last_report = now
-            return Admission.DROP_REPORT
-        return Admission.DROP
+            return Admission.ACCEPT_REPORT if accept else Admission.DROP_REPORT
+        return Admission.ACCEPT if accept else Admission.DROP
 
     def report(self) -> str:
-        """The ERROR message for a DROP_REPORT; resets the dropped-since-report count."""
-        dropped_ms = round(self.dropped_samples * 1000 / self.sample_rate)
+        """The ERROR message for a DROP_REPORT or ACCEPT_REPORT: the audio dropped since the
+        last report (and in the whole session); resets the since-report count."""
+        ms = 1000 / self.sample_rate
+        since_report = self.dropped_samples * ms
         self.dropped_samples = 0
         return (
             f"audio arrives faster than {self.max_speed:g}x real time over "
-            f"{self.window_s:g} s; dropped {dropped_ms} ms of audio (stream it paced "
-            "in real time)"
+            f"{self.window_s:g} s; dropped {since_report:.0f} ms of audio since the last "
+            f"report ({self.dropped_total * ms:.0f} ms in this session); stream it paced "
+            "in real time"
         )
+
+
+class EventRateLimiter:
+    """A token bucket for one kind of client event: ``burst`` at once, then ``per_s``.
+
+    A typed turn costs an LLM generation and its speech; a client sending them in a
+    loop would keep the shared compute busy for every other session.
+    """
+
+    def __init__(self, per_s: float, burst: int) -> None:
+        if per_s <= 0 or burst < 1:
+            raise ValueError("per_s must be > 0 and burst >= 1")
+        self.per_s = per_s
+        self.burst = burst
+        self._tokens = float(burst)
+        self._last: float | None = None
+        self.refused = 0
+
+    def admit(self, now: float) -> bool:
+        """``now``: a monotonic wall clock in seconds."""
+        if self._last is not None:
+            self._tokens = min(self.burst, self._tokens + (now - self._last) * self.per_s)
+        self._last = now
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return True
+        self.refused += 1
+        return False
+
+    def describe(self) -> str:
+        return f"at most {self.burst} at once, then {self.per_s:g} per second"

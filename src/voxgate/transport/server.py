@@ -17,16 +17,19 @@ from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
 
-from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp import WSCloseCode, WSMessage, WSMsgType, web
+from aiohttp.typedefs import Handler
 
 from voxgate.config import SessionConfig, sequential_config
 from voxgate.engines import Engines, load_default_engines
 from voxgate.protocol.frames import MAX_FRAME_BYTES
 from voxgate.session import INPUT_RATE
-from voxgate.transport.access_log import no_referrer, runner_options
+from voxgate.transport.access_log import no_referrer
 from voxgate.transport.binary_protocol import BinaryProtocolSession, CloseSession
-from voxgate.transport.exposure import exposure_warnings
+from voxgate.transport.exposure import exposure_warnings, is_loopback
+from voxgate.transport.host_check import HostPolicy
 from voxgate.transport.limits import Admission, AudioRateLimiter, audio_samples
+from voxgate.transport.runner_options import runner_options
 
 log = logging.getLogger("voxgate.server")
 
@@ -43,12 +46,28 @@ STATIC_TYPES = {
 WS_HARD_LIMIT = 4 * MAX_FRAME_BYTES
 
 
+# A socket that has not said hello by then gives its slot back (docs/protocol.md).
+DEFAULT_HANDSHAKE_TIMEOUT_S = 10.0
+# A session that sends nothing at all (no audio, no event) for this long is closed.
+# Clients with the microphone on send audio every 20 ms; typed-only clients send
+# playback reports while replies play.
+DEFAULT_IDLE_TIMEOUT_S = 300.0
+# Static asset names are short; a longer one is not ours, and never reaches the disk.
+MAX_STATIC_NAME = 64
+
+
 @dataclass
 class GatewaySettings:
     token: str | None  # None: no token required
-    allowed_origins: set[str] = field(default_factory=set)
+    hosts: HostPolicy = field(default_factory=HostPolicy)
     max_sessions: int = 16
     base_config: SessionConfig = field(default_factory=SessionConfig)
+    handshake_timeout_s: float = DEFAULT_HANDSHAKE_TIMEOUT_S  # 0: never
+    idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S  # 0: never
+    # /metrics: open when the server listens on loopback only; else it needs the session
+    # token or this one (for a Prometheus scraper that should not hold session rights).
+    metrics_token: str | None = None
+    metrics_open: bool = True
 
 
 ENGINES: web.AppKey[Engines] = web.AppKey("engines", Engines)
@@ -69,24 +88,49 @@ class LiveSessions:
 SESSIONS: web.AppKey[LiveSessions] = web.AppKey("sessions", LiveSessions)
 
 
+def _offered_token(request: web.Request) -> str:
+    header = request.headers.get("Authorization", "")
+    if header.startswith("Bearer "):
+        return header[7:]
+    return request.query.get("token", "")
+
+
 def _token_ok(settings: GatewaySettings, request: web.Request) -> bool:
     if settings.token is None:
         return True
-    offered = request.query.get("token", "")
-    header = request.headers.get("Authorization", "")
-    if header.startswith("Bearer "):
-        offered = header[7:]
-    return hmac.compare_digest(offered.encode(), settings.token.encode())
+    return hmac.compare_digest(_offered_token(request).encode(), settings.token.encode())
 
 
-def _origin_ok(settings: GatewaySettings, request: web.Request) -> bool:
-    """Browsers always send Origin: only our own page (or an allowed one) may connect.
-    Non-browser clients send none and are held by the token instead."""
-    origin = request.headers.get("Origin")
-    if origin is None:
+def _metrics_allowed(settings: GatewaySettings, request: web.Request) -> bool:
+    if settings.metrics_open:
         return True
-    own = {f"http://{request.host}", f"https://{request.host}"}
-    return origin in own or origin in settings.allowed_origins
+    accepted = [t for t in (settings.token, settings.metrics_token) if t is not None]
+    if not accepted:  # an open server (--no-token on a trusted network) has open metrics
+        return True
+    offered = _offered_token(request).encode()
+    # Both compared, always: the time taken says nothing about which one matched.
+    matches = [hmac.compare_digest(offered, t.encode()) for t in accepted]
+    return any(matches)
+
+
+@web.middleware
+async def host_guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every request must name this server in its Host header (DNS rebinding, see
+    transport/host_check.py); a browser's Origin must match it."""
+    hosts = request.app[SETTINGS].hosts
+    host = request.headers.get("Host")
+    if not hosts.host_ok(host):
+        raise web.HTTPMisdirectedRequest(
+            text=f"host {host!r} does not name this server; if it does, start the server "
+            "with --allow-host NAME\n"
+        )
+    origin = request.headers.get("Origin")
+    if not hosts.origin_ok(origin, host):
+        raise web.HTTPForbidden(
+            text=f"origin {origin} is not allowed; start the server with --allow-origin "
+            "to permit it\n"
+        )
+    return await handler(request)
 
 
 async def index(request: web.Request) -> web.Response:
@@ -104,8 +148,14 @@ async def index(request: web.Request) -> web.Response:
 
 async def static_file(request: web.Request) -> web.StreamResponse:
     name = request.match_info["name"]
+    if len(name) > MAX_STATIC_NAME or "/" in name or "\\" in name or name.startswith("."):
+        raise web.HTTPNotFound()
     path = WEB_DIR / name
-    if "/" in name or name.startswith(".") or path.suffix not in STATIC_TYPES or not path.is_file():
+    try:
+        found = path.suffix in STATIC_TYPES and path.is_file()
+    except (OSError, ValueError):  # a name the file system refuses (NUL, too long)
+        found = False
+    if not found:
         raise web.HTTPNotFound()
     return web.FileResponse(path, headers={"Content-Type": STATIC_TYPES[path.suffix]})
 
@@ -115,14 +165,22 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
+    if not _metrics_allowed(request.app[SETTINGS], request):
+        raise web.HTTPUnauthorized(
+            text="/metrics needs the session token or --metrics-token: send "
+            "'Authorization: Bearer <token>' (the server is not bound to loopback)\n"
+        )
     engines = request.app[ENGINES]
     registry = engines.registry
     cache = engines.prompt_cache
     registry.set("voxgate_prompt_cache_hits", cache.hits, help_text="Composition cache hits")
     registry.set("voxgate_prompt_cache_misses", cache.misses, help_text="Composition cache misses")
     lookups = cache.hits + cache.misses
-    registry.set("voxgate_prompt_cache_hit_ratio", cache.hits / lookups if lookups else 0.0,
-                 help_text="Composition cache hit ratio")
+    registry.set(
+        "voxgate_prompt_cache_hit_ratio",
+        cache.hits / lookups if lookups else 0.0,
+        help_text="Composition cache hit ratio",
+    )
     registry.set(
         "voxgate_sessions_active", len(request.app[SESSIONS]), help_text="Open voice sessions"
     )
@@ -131,11 +189,6 @@ async def metrics(request: web.Request) -> web.Response:
 
 async def voice_socket(request: web.Request) -> web.StreamResponse:
     settings, sessions = request.app[SETTINGS], request.app[SESSIONS].sessions
-    if not _origin_ok(settings, request):
-        raise web.HTTPForbidden(
-            text=f"origin {request.headers.get('Origin')} is not allowed; "
-            "start the server with --allow-origin to permit it"
-        )
     if not _token_ok(settings, request):
         raise web.HTTPUnauthorized(
             text="missing or wrong token: connect to /ws?token=<token printed by voxgate serve>"
@@ -149,15 +202,25 @@ async def voice_socket(request: web.Request) -> web.StreamResponse:
     request.app[SESSIONS].sockets.add(ws)
     log.info("session %s opened from %s", session.id, request.remote)
     limiter = AudioRateLimiter(INPUT_RATE)
+    opened = last_heard = time.monotonic()
     try:
-        async for msg in ws:
+        while True:
+            deadline = _read_deadline(settings, session, opened, last_heard)
+            msg = await _receive_until(ws, deadline)
+            if msg is None:
+                await _close_silent(ws, session, settings)
+                break
+            if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
+                break
+            last_heard = time.monotonic()
             if msg.type is WSMsgType.BINARY:
                 # Audio far faster than real time is dropped here, before it costs VAD and
                 # decodes that would starve the other sessions (docs/protocol.md, rate_limited).
-                admission = limiter.admit(audio_samples(msg.data), time.monotonic())
-                if admission is Admission.DROP_REPORT:
+                admission = limiter.admit(audio_samples(msg.data), last_heard)
+                if admission in (Admission.DROP_REPORT, Admission.ACCEPT_REPORT):
                     session.error("rate_limited", limiter.report())
-                if admission is not Admission.ACCEPT:
+                if admission in (Admission.DROP, Admission.DROP_REPORT):
+                    await session.outbox.flush()
                     continue
                 try:
                     await session.on_message(msg.data)
@@ -189,6 +252,57 @@ async def voice_socket(request: web.Request) -> web.StreamResponse:
     return ws
 
 
+def _read_deadline(
+    settings: GatewaySettings, session: BinaryProtocolSession, opened: float, last_heard: float
+) -> float:
+    """Until hello, the handshake deadline counts from the upgrade (sending other frames
+    does not extend it); after it, the idle deadline from the last message."""
+    timeout, since = (
+        (settings.handshake_timeout_s, opened)
+        if not session.ready
+        else (settings.idle_timeout_s, last_heard)
+    )
+    return since + timeout if timeout > 0 else float("inf")
+
+
+async def _receive_until(ws: web.WebSocketResponse, deadline: float) -> WSMessage | None:
+    """The next message, or None once ``deadline`` passed. The bound is outside
+    ``receive``: its own timeout restarts at every heartbeat pong."""
+    if deadline == float("inf"):
+        return await ws.receive()
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        return None
+    try:
+        async with asyncio.timeout(remaining):
+            return await ws.receive()
+    except TimeoutError:
+        return None
+
+
+async def _close_silent(
+    ws: web.WebSocketResponse, session: BinaryProtocolSession, settings: GatewaySettings
+) -> None:
+    if session.ready:
+        code, reason = WSCloseCode.GOING_AWAY, "idle"
+        session.error(
+            "idle_timeout",
+            f"nothing received for {settings.idle_timeout_s:g} s; the session is closed "
+            "(reconnect to go on)",
+        )
+    else:
+        code, reason = WSCloseCode.POLICY_VIOLATION, "no hello"
+        session.error(
+            "handshake_timeout",
+            f"no hello within {settings.handshake_timeout_s:g} s of connecting; send the "
+            "EVENT hello first (docs/protocol.md)",
+        )
+    log.info("session %s closed: %s", session.id, reason)
+    with contextlib.suppress(Exception):
+        await session.outbox.flush()
+    await ws.close(code=code, message=reason.encode())
+
+
 async def _close_sessions(app: web.Application) -> None:
     # Going away (1001) ends each socket's read loop, whose handler then closes its session.
     going_away = WSCloseCode.GOING_AWAY
@@ -199,7 +313,7 @@ async def _close_sessions(app: web.Application) -> None:
 
 
 def create_app(engines: Engines, settings: GatewaySettings) -> web.Application:
-    app = web.Application()
+    app = web.Application(middlewares=[host_guard])
     app[ENGINES] = engines
     app[SETTINGS] = settings
     app[SESSIONS] = LiveSessions()
@@ -251,8 +365,12 @@ async def serve(args: argparse.Namespace) -> None:
     token = _resolve_token(args)
     settings = GatewaySettings(
         token=token,
-        allowed_origins=set(args.allow_origin),
+        hosts=HostPolicy.build(hosts=[args.host, *args.allow_host], origins=args.allow_origin),
         base_config=sequential_config() if args.sequential else SessionConfig(),
+        handshake_timeout_s=args.handshake_timeout,
+        idle_timeout_s=args.idle_timeout,
+        metrics_token=args.metrics_token or os.environ.get("VOXGATE_METRICS_TOKEN") or None,
+        metrics_open=is_loopback(args.host),
     )
     runner = web.AppRunner(create_app(engines, settings), handle_signals=False, **runner_options())
     await runner.setup()

@@ -1,0 +1,21 @@
+"""What every aiohttp runner of the gateway is started with."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from voxgate.transport.access_log import RedactingAccessLogger
+
+# A connection must deliver a complete request within this many seconds of opening
+# (or of the previous response): a client trickling header bytes (slowloris) cannot
+# hold a socket longer. aiohttp closes a connection still waiting for its next
+# request at its keep-alive deadline, whatever part of a request has arrived.
+DEFAULT_HEADER_TIMEOUT_S = 10.0
+
+
+def runner_options(header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S) -> dict[str, Any]:
+    """No log line holds a token; no half-sent request holds a socket."""
+    return {
+        "access_log_class": RedactingAccessLogger,
+        "keepalive_timeout": header_timeout_s,
+    }
