@@ -4,7 +4,7 @@
 # is already in place, so a second run takes seconds.
 #
 #   bash scripts/setup.sh          Debian build tools, .venv, voxgate, the models
-#   bash scripts/setup.sh --test   the same plus the test tools and Chromium
+#   bash scripts/setup.sh --test   the same plus the test tools, Chromium and llama-server
 #
 # Environment:
 #   VOXGATE_PYTHON   Python 3.11 to create .venv with (default: python3.11)
@@ -167,6 +167,14 @@ fi
 step "default models (voxgate models assemble)"
 "$VENV/bin/voxgate" models assemble || die "a default model is missing or corrupted (see above)" \
     "follow the fix printed above, or reinstall: rm -rf '$VENV' && bash '$ROOT/scripts/setup.sh'"
+
+if ((WITH_TEST)); then
+    step "llama.cpp's llama-server (for the --llm-url tests)"
+    note "built from the llama.cpp that llama-cpp-python $llama_version vendors; cached per version"
+    VOXGATE_PY="$PY" bash "$ROOT/scripts/build_llama_server.sh" >/dev/null ||
+        die "building llama-server failed (see above)" \
+            "apt-get install -y build-essential cmake, then run this script again"
+fi
 
 step "setup complete"
 note "start the voice server:  bash scripts/run.sh"

@@ -43,6 +43,16 @@ def _model_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
+    return value
+
+
 def _seconds(text: str) -> float:
     try:
         value = float(text)
@@ -73,6 +83,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--llm-url", default=None, help="OpenAI-compatible server instead of the embedded llama.cpp"
     )
     serve.add_argument("--llm-model", default=None, help="model name sent to --llm-url")
+    serve.add_argument(
+        "--llm-api-key",
+        default=None,
+        help="API key for --llm-url, sent as a Bearer token (default: $VOXGATE_LLM_API_KEY)",
+    )
+    serve.add_argument(
+        "--llm-slots",
+        type=_positive,
+        default=None,
+        help="llama.cpp's llama-server only: its --parallel slot count; each persona is "
+        "pinned to a slot (id_slot, cache_prompt) so its prefix stays cached",
+    )
     _model_option(serve)
     serve.add_argument(
         "--token", default=None, help="session token (default: $VOXGATE_TOKEN or generated)"
@@ -222,6 +244,24 @@ def build_parser() -> argparse.ArgumentParser:
         "--speech-dir", default=None, help="folder with beckett.wav and clone-test.wav"
     )
     soak.set_defaults(func=_lazy("voxgate.bench.soak:cli_soak"))
+    churn = bench_sub.add_parser(
+        "churn", help="many one-turn sessions one after another: RSS growth per 100 sessions"
+    )
+    churn.add_argument("--sessions", type=int, default=300, help="sessions in all")
+    churn.add_argument("--warmup", type=int, default=20, help="sessions before the RSS baseline")
+    churn.add_argument(
+        "--release",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="trim the C heap after each session (the server's default)",
+    )
+    churn.add_argument(
+        "--compare", action="store_true", help="run with and without --release, fresh processes"
+    )
+    _model_option(churn)
+    churn.add_argument("--json", default=None, help="write the raw results")
+    churn.add_argument("--trace", default=None, help="JSONL trace of the server side")
+    churn.set_defaults(func=_lazy("voxgate.bench.churn:cli_churn"))
     stress = bench_sub.add_parser("stress", help="N concurrent personas x M turns: substrate "
                                   "cost (fixtures), prefix reuse, switch TTFT, memory (real)")
     stress.add_argument("--personas", type=_counts, default=[2, 4, 8, 12],

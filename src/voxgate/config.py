@@ -92,3 +92,9 @@ def config_for(
             values["interrupt_min_ms"] = persona.interrupt_min_ms
     values.update(update or {})
     return SessionConfig(**values)
+
+
+def updated_config(current: SessionConfig, update: dict[str, Any]) -> SessionConfig:
+    """A client's later update: on top of what the session has now (persona preferences
+    were applied at the start and may since have been overridden by the client)."""
+    return SessionConfig(**{**current.model_dump(), **update})

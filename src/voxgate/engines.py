@@ -131,6 +131,8 @@ def load_default_engines(
     default_persona: str = "ada",
     llm_url: str | None = None,
     llm_model: str | None = None,
+    llm_api_key: str | None = None,
+    llm_slots: int | None = None,
     trace_path: Path | None = None,
     memory_path: Path | None = None,
     model: str | None = None,
@@ -145,7 +147,9 @@ def load_default_engines(
     if llm_url:
         from voxgate.llm.openai_compat import OpenAICompatEngine
 
-        llm = OpenAICompatEngine(llm_url, model=llm_model or "default")
+        llm = OpenAICompatEngine(
+            llm_url, model=llm_model or "default", api_key=llm_api_key, n_slots=llm_slots
+        )
     else:
         from voxgate.llm.llama_engine import LlamaEngine
         from voxgate.models.assets import llm_model_path

@@ -30,7 +30,7 @@ from typing import Any
 
 from voxgate.aio import cancel_and_wait
 from voxgate.audio.pcm import FloatArray, SampleBuffer
-from voxgate.config import SessionConfig, config_for
+from voxgate.config import SessionConfig, config_for, updated_config
 from voxgate.engines import Engines
 from voxgate.llm.base import ChatMessage, LLMError, LLMRequest
 from voxgate.metrics.turn import SessionClock, TurnMetrics
@@ -220,7 +220,7 @@ class Session:
 
     def update_config(self, update: dict[str, Any]) -> SessionConfig:
         """Apply a client's config update (ValueError: nothing of it is applied)."""
-        config = config_for(self.persona, self.config, update)
+        config = updated_config(self.config, update)
         check_models(self.engines, config)
         self.config = config
         self.machine.configure(machine_config(self.config))

@@ -8,7 +8,10 @@ since no case here needs a model to answer.
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
+import os
+import socket
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -116,6 +119,53 @@ async def test_a_session_that_sends_nothing_is_closed_after_the_idle_timeout() -
         await no_sessions_left(app)
 
 
+def raw_websocket(port: int) -> socket.socket:
+    """A WebSocket client on a bare socket with a tiny receive buffer, which never reads
+    after the upgrade (the peer of a client that stopped reading)."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall(
+        f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+        "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+    )
+    response = b""
+    while b"\r\n\r\n" not in response:
+        response += sock.recv(1)
+    assert response.startswith(b"HTTP/1.1 101"), response
+    return sock
+
+
+def masked_binary_frame(payload: bytes) -> bytes:
+    assert len(payload) < 126
+    mask = os.urandom(4)
+    body = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    return bytes([0x82, 0x80 | len(payload)]) + mask + body
+
+
+async def test_a_client_that_never_reads_cannot_outlive_the_handshake_timeout() -> None:
+    """Review finding: each non-hello frame queues an error; once the client's buffers
+    are full, answering blocked for ever and the deadline was never looked at again."""
+    async with gateway(token=None, handshake_timeout_s=0.5) as (url, app):
+        port = int(url.rsplit(":", 1)[1])
+        sock = await asyncio.to_thread(raw_websocket, port)
+        frame = masked_binary_frame(encode_event({"type": "config"}))
+        sock.setblocking(False)
+        try:
+            for _ in range(20000):  # each one answered by an ERROR frame nobody reads
+                try:
+                    sock.send(frame)
+                except BlockingIOError:
+                    await asyncio.sleep(0.001)
+                except OSError:
+                    break  # dropped by the server
+            await no_sessions_left(app)
+        finally:
+            sock.close()
+
+
 # -- item 4: half-sent HTTP requests ------------------------------------------------------
 
 
@@ -148,7 +198,7 @@ async def test_a_request_trickling_its_headers_is_cut_off() -> None:
 # -- item 5: DNS rebinding -------------------------------------------------------------
 
 
-@pytest.mark.parametrize("path", ["/ws", "/", "/healthz", "/app.js"])
+@pytest.mark.parametrize("path", ["/ws", "/", "/metrics", "/app.js"])
 async def test_a_rebound_host_name_is_refused_even_without_a_token(path: str) -> None:
     async with gateway(token=None) as (url, app), aiohttp.ClientSession() as http:
         port = url.rsplit(":", 1)[1]
@@ -179,6 +229,7 @@ async def test_an_origin_must_match_the_host_or_be_allowed() -> None:
         for origin, ok in (
             ("http://localhost:1", False),  # another port: another origin
             ("http://attacker.example", False),
+            ("http://[x", False),  # not a URL: refused, not a server error
             ("https://app.example", True),
             (url, True),
         ):
@@ -199,8 +250,13 @@ def test_host_policy_on_its_own() -> None:
     assert not policy.host_ok("corp.example.evil.com")
     assert not policy.host_ok("evil.example")
     assert not policy.host_ok(None) and not policy.host_ok("") and not policy.host_ok("a b")
+    assert policy.host_ok("corp.example")  # the domain itself, as well as its subdomains
     assert not policy.origin_ok("null", "127.0.0.1:8765")
     assert not policy.origin_ok("file://", "127.0.0.1:8765")
+    assert not policy.origin_ok("http://[x", "127.0.0.1:8765")
+    assert HostPolicy.build(hosts=["voice.lan:8765"]).host_ok("voice.lan:8765")  # port ignored
+    with pytest.raises(ValueError, match="sandboxed"):
+        HostPolicy.build(origins=["null"])
 
 
 # -- item 8: static file names ------------------------------------------------------------
@@ -239,6 +295,18 @@ async def test_config_values_must_have_their_exact_type(update: dict[str, Any]) 
         key = next(iter(update))
         assert applied[key] == welcome["config"][key]  # the bad value never landed
         assert applied["endpoint_mid_ms"] == 900
+        await ws.close()
+
+
+async def test_a_later_update_keeps_what_the_client_chose_at_hello() -> None:
+    """Review finding: every update re-applied the persona's endpointing values."""
+    async with gateway(token=None) as (url, _), aiohttp.ClientSession() as http:
+        ws = await http.ws_connect(f"{url}/ws")
+        await ws.send_bytes(encode_event({**HELLO, "config": {"endpoint_min_ms": 250}}))
+        assert (await next_frame_of(ws, FrameType.EVENT)).json()["config"]["endpoint_min_ms"] == 250
+        await ws.send_bytes(encode_event({"type": "config", "fillers": True}))
+        applied = (await next_frame_of(ws, FrameType.EVENT)).json()
+        assert applied["endpoint_min_ms"] == 250 and applied["fillers"] is True
         await ws.close()
 
 

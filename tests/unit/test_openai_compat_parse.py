@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from voxgate.llm.base import ChatMessage, LLMRequest, LLMUsage
-from voxgate.llm.openai_compat import OpenAICompatEngine, apply_stream_chunk
+from voxgate.llm.openai_compat import WARMUP, OpenAICompatEngine, apply_stream_chunk
 
 
 def test_personas_are_pinned_to_stable_slots() -> None:
@@ -19,10 +19,18 @@ def test_personas_are_pinned_to_stable_slots() -> None:
     assert engine.url == "http://127.0.0.1:1/v1/chat/completions"
 
 
+def test_the_warm_up_request_takes_no_persona_slot() -> None:
+    engine = OpenAICompatEngine("http://127.0.0.1:1", n_slots=2)
+    warm = engine.request_body(LLMRequest(WARMUP, [ChatMessage("user", "Hi")], max_tokens=1))
+    assert "id_slot" not in warm
+    assert [engine.slot_for(p) for p in ("ada", "luna")] == [0, 1]
+
+
 def test_no_slot_pinning_without_n_slots() -> None:
     engine = OpenAICompatEngine("http://127.0.0.1:1")
     body = engine.request_body(LLMRequest("ada", [ChatMessage("user", "hi")]))
     assert "id_slot" not in body
+    assert "cache_prompt" not in body  # a llama.cpp field: strict servers refuse it
 
 
 def test_llama_server_timings_fill_reuse_counts() -> None:

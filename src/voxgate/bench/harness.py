@@ -26,7 +26,11 @@ class BenchServer:
 
 
 async def start_bench_server(
-    kind: str, trace: str | None, max_sessions: int = 16, model: str | None = None
+    kind: str,
+    trace: str | None,
+    max_sessions: int = 16,
+    model: str | None = None,
+    release_memory: bool = True,
 ) -> BenchServer:
     """Load and warm the default stack, serve it on a free loopback port, no token."""
     trace_path = Path(trace or f"runs/bench-{kind}-{time.strftime('%Y%m%d-%H%M%S')}.jsonl")
@@ -35,12 +39,14 @@ async def start_bench_server(
     memory = Path(tempfile.mkdtemp(prefix=f"voxgate-{kind}-")) / "memory.sqlite3"
     engines = load_default_engines(trace_path=trace_path, memory_path=memory, model=model)
     await engines.warm()
-    return await serve_engines(engines, max_sessions)
+    return await serve_engines(engines, max_sessions, release_memory)
 
 
-async def serve_engines(engines: Engines, max_sessions: int = 16) -> BenchServer:
+async def serve_engines(
+    engines: Engines, max_sessions: int = 16, release_memory: bool = True
+) -> BenchServer:
     """Serve warmed ``engines`` on a free loopback port, no token; close() closes both."""
-    settings = GatewaySettings(token=None, max_sessions=max_sessions)
+    settings = GatewaySettings(token=None, max_sessions=max_sessions, release_memory=release_memory)
     runner = web.AppRunner(create_app(engines, settings), **runner_options())
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)  # loopback only

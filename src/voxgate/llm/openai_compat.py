@@ -1,11 +1,13 @@
 """An LLM served elsewhere: any OpenAI-compatible ``/v1/chat/completions`` (llama.cpp
 server, vLLM, SGLang, llama-cpp-python's server), streamed over SSE.
 
-For llama.cpp's server, each persona is pinned to one server slot (``id_slot``)
-with ``cache_prompt`` on, so the server keeps that persona's prefix in its KV
-cache across turns the way the embedded engine's persona slots do. Servers that
-do not know these fields ignore them. Reused-prefix counts are read from
-llama.cpp's ``timings.cache_n`` or the OpenAI ``usage.prompt_tokens_details``.
+For llama.cpp's server, given its slot count (``n_slots``), each persona is pinned
+to one server slot (``id_slot``) with ``cache_prompt`` on, so the server keeps that
+persona's prefix in its KV cache across turns the way the embedded engine's
+persona slots do. Without ``n_slots`` the body is plain OpenAI (strict servers
+such as OpenAI's own refuse unknown fields); vLLM and SGLang cache prefixes by
+content and need no slot. Reused-prefix counts are read from llama.cpp's
+``timings.cache_n`` or the OpenAI ``usage.prompt_tokens_details``.
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ import aiohttp
 from voxgate.llm.base import ChatMessage, LLMError, LLMRequest, LLMUsage
 
 _MAX_ERROR_BODY = 300  # characters of an error response worth showing
+
+
+WARMUP = "__warmup__"  # the start-up request's persona id: it owns no slot
 
 
 class OpenAICompatEngine:
@@ -74,16 +79,16 @@ class OpenAICompatEngine:
             "seed": request.seed,
             "stream": True,
             "stream_options": {"include_usage": True},
-            "cache_prompt": True,
         }
-        slot = self.slot_for(request.persona_id)
-        if slot is not None:
+        slot = None if request.persona_id == WARMUP else self.slot_for(request.persona_id)
+        if slot is not None:  # llama.cpp's llama-server: this persona's own slot
             body["id_slot"] = slot
+            body["cache_prompt"] = True
         body.update(self._extra_body)
         return body
 
     async def warm(self) -> None:
-        request = LLMRequest("__warmup__", [ChatMessage("user", "Hi")], max_tokens=1)
+        request = LLMRequest(WARMUP, [ChatMessage("user", "Hi")], max_tokens=1)
         async for _ in self._stream(request, LLMUsage()):
             pass
 

@@ -33,7 +33,7 @@ def split_host(host: str) -> tuple[str, int | None]:
     return name.rstrip(".").lower(), parsed.port
 
 
-def _is_ip(name: str) -> bool:
+def is_ip_literal(name: str) -> bool:
     try:
         ipaddress.ip_address(name)
     except ValueError:
@@ -43,23 +43,36 @@ def _is_ip(name: str) -> bool:
 
 @dataclass(frozen=True)
 class HostPolicy:
-    """``allowed_names``: extra host names (``--allow-host``), lower case; a leading dot
-    (``.example.org``) allows that domain's subdomains too."""
+    """``allowed_names``: extra host names (``--allow-host``), lower case, without port; a
+    leading dot (``.example.org``) allows that domain and its subdomains."""
 
     allowed_names: frozenset[str] = field(default_factory=frozenset)
     allowed_origins: frozenset[str] = field(default_factory=frozenset)
 
     @classmethod
     def build(cls, hosts: Iterable[str] = (), origins: Iterable[str] = ()) -> HostPolicy:
-        names = frozenset(h.strip().rstrip(".").lower() for h in hosts if h.strip())
-        return cls(names, frozenset(o.strip().rstrip("/").lower() for o in origins))
+        """ValueError for a value that can never match (a malformed host, origin ``null``)."""
+        names = set()
+        for host in (h.strip() for h in hosts):
+            if host:
+                dot = "." if host.startswith(".") else ""
+                names.add(dot + split_host(host.lstrip("."))[0])
+        allowed = frozenset(o.strip().rstrip("/").lower() for o in origins if o.strip())
+        if "null" in allowed:
+            raise ValueError(
+                "--allow-origin null would admit every sandboxed or file:// page; serve the "
+                "page from an http(s) origin and allow that one"
+            )
+        return cls(frozenset(names), allowed)
 
     def name_ok(self, name: str) -> bool:
-        if _is_ip(name) or name in LOOPBACK_NAMES or name.endswith(".localhost"):
+        if is_ip_literal(name) or name in LOOPBACK_NAMES or name.endswith(".localhost"):
             return True
         if name in self.allowed_names:
             return True
-        return any(a.startswith(".") and name.endswith(a) for a in self.allowed_names)
+        return any(
+            a.startswith(".") and (name.endswith(a) or name == a[1:]) for a in self.allowed_names
+        )
 
     def host_ok(self, host: str | None) -> bool:
         """The request's Host header names this server (HTTP/1.1 always sends one)."""
@@ -81,10 +94,10 @@ class HostPolicy:
             return True
         if host is None or not self.host_ok(host):
             return False
-        parts = urlsplit(origin)
-        if parts.scheme not in ("http", "https") or parts.path:
-            return False
         try:
+            parts = urlsplit(origin)
+            if parts.scheme not in ("http", "https") or parts.path:
+                return False
             return split_host(parts.netloc) == split_host(host)
-        except ValueError:
+        except ValueError:  # not a URL at all ("http://[x")
             return False

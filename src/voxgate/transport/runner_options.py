@@ -6,10 +6,12 @@ from typing import Any
 
 from voxgate.transport.access_log import RedactingAccessLogger
 
-# A connection must deliver a complete request within this many seconds of opening
-# (or of the previous response): a client trickling header bytes (slowloris) cannot
-# hold a socket longer. aiohttp closes a connection still waiting for its next
-# request at its keep-alive deadline, whatever part of a request has arrived.
+# A connection must deliver a complete request line and headers within this many
+# seconds of opening (or of the previous response): a client trickling header bytes
+# (slowloris) cannot hold a socket longer. aiohttp closes a connection whose next
+# request's headers are still incomplete at its keep-alive deadline (incoming bytes do
+# not reset it); a running handler or an upgraded WebSocket is never cut by it. Our
+# routes take no request bodies.
 DEFAULT_HEADER_TIMEOUT_S = 10.0
 
 

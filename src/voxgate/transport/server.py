@@ -22,12 +22,13 @@ from aiohttp.typedefs import Handler
 
 from voxgate.config import SessionConfig, sequential_config
 from voxgate.engines import Engines, load_default_engines
+from voxgate.native_memory import MemoryRelease
 from voxgate.protocol.frames import MAX_FRAME_BYTES
 from voxgate.session import INPUT_RATE
 from voxgate.transport.access_log import no_referrer
 from voxgate.transport.binary_protocol import BinaryProtocolSession, CloseSession
 from voxgate.transport.exposure import exposure_warnings, is_loopback
-from voxgate.transport.host_check import HostPolicy
+from voxgate.transport.host_check import HostPolicy, is_ip_literal
 from voxgate.transport.limits import Admission, AudioRateLimiter, audio_samples
 from voxgate.transport.runner_options import runner_options
 
@@ -52,6 +53,11 @@ DEFAULT_HANDSHAKE_TIMEOUT_S = 10.0
 # Clients with the microphone on send audio every 20 ms; typed-only clients send
 # playback reports while replies play.
 DEFAULT_IDLE_TIMEOUT_S = 300.0
+# A client that takes no output for this long has stopped reading: its connection is
+# dropped (a reply's audio leaves paced to real time, so a reading client never waits).
+SEND_STALL_S = 30.0
+# A silent session's error frame and close handshake get this long to go out.
+CLOSE_GRACE_S = 2.0
 # Static asset names are short; a longer one is not ours, and never reaches the disk.
 MAX_STATIC_NAME = 64
 
@@ -68,6 +74,8 @@ class GatewaySettings:
     # token or this one (for a Prometheus scraper that should not hold session rights).
     metrics_token: str | None = None
     metrics_open: bool = True
+    # Trim the C heap after each session (voxgate/native_memory.py); off only to measure.
+    release_memory: bool = True
 
 
 ENGINES: web.AppKey[Engines] = web.AppKey("engines", Engines)
@@ -86,6 +94,7 @@ class LiveSessions:
 
 
 SESSIONS: web.AppKey[LiveSessions] = web.AppKey("sessions", LiveSessions)
+MEMORY_RELEASE: web.AppKey[MemoryRelease] = web.AppKey("memory_release", MemoryRelease)
 
 
 def _offered_token(request: web.Request) -> str:
@@ -117,6 +126,8 @@ def _metrics_allowed(settings: GatewaySettings, request: web.Request) -> bool:
 async def host_guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every request must name this server in its Host header (DNS rebinding, see
     transport/host_check.py); a browser's Origin must match it."""
+    if request.path == "/healthz":  # load balancers probe by address, some without Host
+        return await handler(request)
     hosts = request.app[SETTINGS].hosts
     host = request.headers.get("Host")
     if not hosts.host_ok(host):
@@ -208,39 +219,22 @@ async def voice_socket(request: web.Request) -> web.StreamResponse:
             deadline = _read_deadline(settings, session, opened, last_heard)
             msg = await _receive_until(ws, deadline)
             if msg is None:
-                await _close_silent(ws, session, settings)
-                break
-            if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
+                await _close_silent(request, ws, session, settings)
                 break
             last_heard = time.monotonic()
-            if msg.type is WSMsgType.BINARY:
-                # Audio far faster than real time is dropped here, before it costs VAD and
-                # decodes that would starve the other sessions (docs/protocol.md, rate_limited).
-                admission = limiter.admit(audio_samples(msg.data), last_heard)
-                if admission in (Admission.DROP_REPORT, Admission.ACCEPT_REPORT):
-                    session.error("rate_limited", limiter.report())
-                if admission in (Admission.DROP, Admission.DROP_REPORT):
-                    await session.outbox.flush()
-                    continue
-                try:
-                    await session.on_message(msg.data)
-                except CloseSession as exc:
-                    await ws.close(code=exc.code, message=str(exc).encode())
-                    break
-                except ConnectionResetError:
-                    raise
-                except Exception:
-                    # A bug hit by one message costs that message, not the session.
-                    log.exception("session %s failed on a message", session.id)
-                    session.error(
-                        "internal",
-                        "the server failed on this message (see its log); the session goes on",
-                    )
-            elif msg.type is WSMsgType.TEXT:
-                session.error("text_message", "send binary frames (docs/protocol.md), not text")
-                await session.outbox.flush()
-            elif msg.type is WSMsgType.ERROR:
-                log.warning("session %s socket error: %s", session.id, ws.exception())
+            # Answering waits for the client to take what is sent; one that stops reading
+            # must not park this loop (and its slot) beyond the deadlines.
+            limit = SEND_STALL_S if session.ready else max(deadline - last_heard, 1.0)
+            try:
+                async with asyncio.timeout(limit):
+                    go_on = await _on_socket_message(ws, session, limiter, msg, last_heard)
+            except TimeoutError:
+                log.warning(
+                    "session %s: the client stopped reading; dropped", session.id
+                )
+                _abort(request)
+                break
+            if not go_on:
                 break
     except (ConnectionResetError, asyncio.CancelledError):
         pass
@@ -249,7 +243,58 @@ async def voice_socket(request: web.Request) -> web.StreamResponse:
         request.app[SESSIONS].sockets.discard(ws)
         await session.close()
         log.info("session %s closed", session.id)
+        if settings.release_memory:
+            request.app[MEMORY_RELEASE].soon()
     return ws
+
+
+async def _on_socket_message(
+    ws: web.WebSocketResponse,
+    session: BinaryProtocolSession,
+    limiter: AudioRateLimiter,
+    msg: WSMessage,
+    now: float,
+) -> bool:
+    """One WebSocket message; False when the socket is done."""
+    if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
+        return False
+    if msg.type is WSMsgType.ERROR:
+        log.warning("session %s socket error: %s", session.id, ws.exception())
+        return False
+    if msg.type is WSMsgType.TEXT:
+        session.error("text_message", "send binary frames (docs/protocol.md), not text")
+        await session.outbox.flush()
+        return True
+    if msg.type is not WSMsgType.BINARY:
+        return True
+    # Audio far faster than real time is dropped here, before it costs VAD and
+    # decodes that would starve the other sessions (docs/protocol.md, rate_limited).
+    admission = limiter.admit(audio_samples(msg.data), now)
+    if admission in (Admission.DROP_REPORT, Admission.ACCEPT_REPORT):
+        session.error("rate_limited", limiter.report())
+    if admission in (Admission.DROP, Admission.DROP_REPORT):
+        await session.outbox.flush()
+        return True
+    try:
+        await session.on_message(msg.data)
+    except CloseSession as exc:
+        await ws.close(code=exc.code, message=str(exc).encode())
+        return False
+    except ConnectionResetError:
+        raise
+    except Exception:
+        # A bug hit by one message costs that message, not the session.
+        log.exception("session %s failed on a message", session.id)
+        session.error(
+            "internal", "the server failed on this message (see its log); the session goes on"
+        )
+    return True
+
+
+def _abort(request: web.Request) -> None:
+    """Drop the connection now: a close handshake would wait on a peer that does not read."""
+    if request.transport is not None:
+        request.transport.abort()
 
 
 def _read_deadline(
@@ -281,7 +326,10 @@ async def _receive_until(ws: web.WebSocketResponse, deadline: float) -> WSMessag
 
 
 async def _close_silent(
-    ws: web.WebSocketResponse, session: BinaryProtocolSession, settings: GatewaySettings
+    request: web.Request,
+    ws: web.WebSocketResponse,
+    session: BinaryProtocolSession,
+    settings: GatewaySettings,
 ) -> None:
     if session.ready:
         code, reason = WSCloseCode.GOING_AWAY, "idle"
@@ -298,9 +346,12 @@ async def _close_silent(
             "EVENT hello first (docs/protocol.md)",
         )
     log.info("session %s closed: %s", session.id, reason)
-    with contextlib.suppress(Exception):
-        await session.outbox.flush()
-    await ws.close(code=code, message=reason.encode())
+    try:
+        async with asyncio.timeout(CLOSE_GRACE_S):
+            await session.outbox.flush()
+            await ws.close(code=code, message=reason.encode())
+    except TimeoutError:  # the peer reads nothing: the error and the close cannot go out
+        _abort(request)
 
 
 async def _close_sessions(app: web.Application) -> None:
@@ -317,12 +368,14 @@ def create_app(engines: Engines, settings: GatewaySettings) -> web.Application:
     app[ENGINES] = engines
     app[SETTINGS] = settings
     app[SESSIONS] = LiveSessions()
+    app[MEMORY_RELEASE] = MemoryRelease()
     app.router.add_get("/", index)
     app.router.add_get("/ws", voice_socket)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/{name}", static_file)
     app.on_shutdown.append(_close_sessions)
+    app.on_cleanup.append(lambda app: app[MEMORY_RELEASE].close())
     app.on_response_prepare.append(no_referrer)
     return app
 
@@ -355,6 +408,8 @@ async def serve(args: argparse.Namespace) -> None:
         default_persona=args.persona,
         llm_url=args.llm_url,
         llm_model=args.llm_model,
+        llm_api_key=args.llm_api_key or os.environ.get("VOXGATE_LLM_API_KEY") or None,
+        llm_slots=args.llm_slots,
         trace_path=trace,
         model=args.model,
     )
@@ -363,9 +418,15 @@ async def serve(args: argparse.Namespace) -> None:
     await engines.warm()
     print(f"voxgate: models ready in {time.perf_counter() - started:.1f} s", flush=True)
     token = _resolve_token(args)
+    try:
+        # IP literals are always accepted; a host name to listen on names this server.
+        named = [] if is_ip_literal(args.host) else [args.host]
+        hosts = HostPolicy.build(hosts=[*named, *args.allow_host], origins=args.allow_origin)
+    except ValueError as exc:
+        raise SystemExit(f"voxgate: {exc}") from None
     settings = GatewaySettings(
         token=token,
-        hosts=HostPolicy.build(hosts=[args.host, *args.allow_host], origins=args.allow_origin),
+        hosts=hosts,
         base_config=sequential_config() if args.sequential else SessionConfig(),
         handshake_timeout_s=args.handshake_timeout,
         idle_timeout_s=args.idle_timeout,
