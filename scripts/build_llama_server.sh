@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build llama.cpp's own llama-server from the llama.cpp source that the pinned
-# llama-cpp-python release vendors (its sdist on PyPI, SHA-256 checked), for the
+# llama-cpp-python release vendors (its sdist, SHA-256 pinned below), for the
 # tests that run voxgate's --llm-url path against a real llama-server. The binary
 # is cached per version, like the llama-cpp-python wheel: a second run takes
 # a second.
@@ -10,6 +10,10 @@
 # Environment:
 #   VOXGATE_CACHE   where the binary goes (default ~/.cache/voxgate)
 set -euo pipefail
+
+# The sdist this script has checked: pip download fetches it, sha256sum verifies it.
+PINNED_VERSION="0.3.36"
+PINNED_SHA256="832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e"
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PY="${VOXGATE_PY:-$ROOT/.venv/bin/python}"
@@ -32,25 +36,20 @@ if [[ -x "$binary" ]] && "$binary" --version >/dev/null 2>&1; then
     exit 0
 fi
 
+[[ "$version" == "$PINNED_VERSION" ]] || die \
+    "pyproject.toml pins llama-cpp-python $version; this script knows the sdist of $PINNED_VERSION" \
+    "set PINNED_VERSION and PINNED_SHA256 in scripts/build_llama_server.sh (sha256sum of the sdist)"
 command -v cmake >/dev/null || die "cmake is missing" "apt-get install -y build-essential cmake"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
-echo "llama-server $version: fetching the llama-cpp-python sdist from PyPI" >&2
-"$PY" - "$version" "$work" <<'EOF' || die "could not fetch the sdist" "check that PyPI is reachable"
-import hashlib, json, sys, urllib.request
-version, work = sys.argv[1], sys.argv[2]
-with urllib.request.urlopen(f"https://pypi.org/pypi/llama-cpp-python/{version}/json") as r:
-    files = json.load(r)["urls"]
-sdist = next(f for f in files if f["packagetype"] == "sdist")
-with urllib.request.urlopen(sdist["url"]) as r:
-    data = r.read()
-if hashlib.sha256(data).hexdigest() != sdist["digests"]["sha256"]:
-    sys.exit(f"SHA-256 mismatch for {sdist['filename']}")
-with open(f"{work}/sdist.tar.gz", "wb") as out:
-    out.write(data)
-EOF
-tar -xzf "$work/sdist.tar.gz" -C "$work"
+echo "llama-server $version: fetching the llama-cpp-python sdist" >&2
+"$PY" -m pip download -q --no-deps --no-binary :all: "llama-cpp-python==$version" -d "$work" ||
+    die "could not fetch the llama-cpp-python $version sdist" "check that PyPI is reachable"
+sdist="$work/llama_cpp_python-$version.tar.gz"
+echo "$PINNED_SHA256  $sdist" | sha256sum -c --quiet - ||
+    die "the llama-cpp-python $version sdist does not match its pinned SHA-256"
+tar -xzf "$sdist" -C "$work"
 src="$(echo "$work"/llama_cpp_python-*/vendor/llama.cpp)"
 [[ -f "$src/CMakeLists.txt" ]] || die "the sdist holds no vendor/llama.cpp" \
     "pin a llama-cpp-python release whose sdist vendors llama.cpp"

@@ -2,11 +2,12 @@
 
 Every session that runs a turn allocates and frees multi-megabyte native blocks: the
 KV state saved for its persona, its audio ring, decode and synthesis buffers. glibc
-serves a freed block's size from its heap the next time (its mmap threshold rises
-to the largest block freed) and keeps the freed pages mapped, so RSS climbed about
-1.2 MiB per session although nothing was still referenced (``malloc_trim`` brought
-it back to flat: the memory was free, not leaked). Trimming after a session ends
-returns it. A no-op where the C library is not glibc.
+keeps freed pages mapped in its heaps (and, once a large block has been freed, serves
+blocks of that size from the heap instead of fresh mappings), so RSS kept creeping up
+after the warm-up although nothing was still referenced: ``malloc_trim`` brought it
+back (the memory was free, not leaked). Trimming after sessions end returns it. The
+other cause of growth, ONNX Runtime's arena, is off (voxgate/onnx_options.py). A
+no-op where the C library is not glibc.
 
 A trim walks and locks each malloc arena in turn, briefly stalling allocation in
 the inference threads of the sessions still running: ``MemoryRelease`` runs one at

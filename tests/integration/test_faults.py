@@ -26,6 +26,7 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 
+from tests.served_app import serving
 from tests.server_process import free_port, running_server
 from voxgate.audio.pcm import FloatArray, Int16Array, float_to_pcm16
 from voxgate.bench.conversation import build_conversation
@@ -242,13 +243,8 @@ async def gateway(
     stt, tts = FaultInjectingSTT(engines.stt), FaultInjectingTTS(engines.tts)
     engines.stt, engines.tts = stt, tts
     app = create_app(engines, GatewaySettings(token=TOKEN))
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    yield Gateway(app, engines, port, stt, tts)
-    await runner.cleanup()
+    async with serving(app) as url:
+        yield Gateway(app, engines, int(url.rsplit(":", 1)[1]), stt, tts)
     await engines.close()
 
 

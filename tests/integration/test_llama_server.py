@@ -10,8 +10,8 @@ and the figures under test are the LLM server's.
 
 from __future__ import annotations
 
+import contextlib
 import os
-import statistics
 import subprocess
 import time
 import urllib.error
@@ -77,14 +77,15 @@ def wait_healthy(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
     raise RuntimeError("llama-server did not become healthy in 180 s")
 
 
-@pytest.fixture(scope="module")
-def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+@contextlib.contextmanager
+def llama_server_process(workdir: Path) -> Iterator[str]:
+    """A fresh llama-server (empty slots) on a free port; yields its base URL."""
     from voxgate.models.assets import llm_model_path
 
     binary = llama_server_binary()
     model = os.environ.get("VOXGATE_LLM_MODEL") or str(llm_model_path(model="fast"))
     port = free_port()
-    log = tmp_path_factory.mktemp("llama-server") / "server.log"
+    log = workdir / f"llama-server-{port}.log"
     args = [str(binary), "-m", model, "--host", "127.0.0.1", "--port", str(port)]
     # 1024 tokens of context per slot; --no-repack: llama.cpp's repacked (AMX) weights
     # crash in VMs that advertise AMX, as LlamaEngine avoids them too.
@@ -97,7 +98,13 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         wait_healthy(url, process, log)
         yield url
     finally:
-        stop_process(process)
+        stop_process(process, timeout=10)
+
+
+@pytest.fixture(scope="module")
+def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with llama_server_process(tmp_path_factory.mktemp("llama-server")) as url:
+        yield url
 
 
 def remote_engines(url: str, slots: int | None) -> Engines:
@@ -113,13 +120,13 @@ def remote_engines(url: str, slots: int | None) -> Engines:
     )
 
 
-async def alternate_personas(url: str, slots: int | None) -> dict[str, list[int]]:
-    """Each persona in its own session; turns go round the personas. Returns the prompt
-    tokens the server processed for each persona's turns, in order."""
+async def alternate_personas(url: str, slots: int | None) -> dict[str, list[tuple[int, int]]]:
+    """Each persona in its own session; turns go round the personas. Returns, for each
+    persona's turns in order, (prompt tokens, prompt tokens the server processed)."""
     engines = remote_engines(url, slots)
     config = SessionConfig(fillers=False, reply_guard=False, seed=7)
     harnesses = {p: Harness(engines, config) for p in PERSONAS}
-    processed: dict[str, list[int]] = {p: [] for p in PERSONAS}
+    processed: dict[str, list[tuple[int, int]]] = {p: [] for p in PERSONAS}
     try:
         for persona, h in harnesses.items():
             hello = {"type": "hello", "protocol": 1, "sample_rate": 16000, "persona": persona}
@@ -130,7 +137,8 @@ async def alternate_personas(url: str, slots: int | None) -> dict[str, list[int]
                 await h.wait_for("metrics", turn, timeout_s=120)
                 metrics = h.events("metrics")[-1]
                 assert not metrics.get("error"), metrics
-                processed[persona].append(int(metrics["llm"]["evaluated_tokens"]))
+                llm = metrics["llm"]
+                processed[persona].append((llm["prompt_tokens"], llm["evaluated_tokens"]))
     finally:
         for h in harnesses.values():
             await h.conn.close()
@@ -138,30 +146,40 @@ async def alternate_personas(url: str, slots: int | None) -> dict[str, list[int]
     return processed
 
 
-def table(runs: dict[str, dict[str, list[int]]]) -> str:
+def table(runs: dict[str, dict[str, list[tuple[int, int]]]]) -> str:
     lines = [
-        "| persona slot pinning | persona | prompt tokens processed per turn | warm max |",
-        "|---|---|---|---:|",
+        "| persona slot pinning | persona | prompt tokens per turn | processed per turn "
+        "| warm max processed |",
+        "|---|---|---|---|---:|",
     ]
     for mode, processed in runs.items():
-        for persona, counts in processed.items():
-            lines.append(
-                f"| {mode} | {persona} | {' '.join(map(str, counts))} | {max(counts[1:])} |"
-            )
+        for persona, turns in processed.items():
+            prompts = " ".join(str(prompt) for prompt, _ in turns)
+            counts = " ".join(str(done) for _, done in turns)
+            warm = max(done for _, done in turns[1:])
+            lines.append(f"| {mode} | {persona} | {prompts} | {counts} | {warm} |")
     return "\n".join(lines)
 
 
-async def test_each_warm_persona_turn_processes_few_prompt_tokens(llama_server: str) -> None:
-    pinned = await alternate_personas(llama_server, SLOTS)
-    unpinned = await alternate_personas(llama_server, None)
-    print("\nllama-server -np 4, four personas alternating (the server's timings.prompt_n):")
-    print(table({"on (--llm-slots 4)": pinned, "off": unpinned}))
-    for persona, counts in pinned.items():
-        assert counts[0] > PREFILL_LIMIT, (persona, counts)  # the first turn: the whole prompt
-        assert max(counts[1:]) <= PREFILL_LIMIT, (persona, counts)
-    warm_off = statistics.median(c for counts in unpinned.values() for c in counts[1:])
-    warm_on = statistics.median(c for counts in pinned.values() for c in counts[1:])
-    assert warm_on <= warm_off
+async def test_each_warm_persona_turn_processes_few_prompt_tokens(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Each mode on a fresh server: the other mode's identical prompts must not be cached.
+    with llama_server_process(tmp_path) as url:
+        pinned = await alternate_personas(url, SLOTS)
+    with llama_server_process(tmp_path) as url:
+        unpinned = await alternate_personas(url, None)
+    with capsys.disabled():  # the table belongs in the test log, not only on failure
+        print("\nllama-server -np 4, four personas alternating (the server's timings.prompt_n):")
+        print(table({"on (--llm-slots 4)": pinned, "off": unpinned}))
+    for persona, turns in pinned.items():
+        (first_prompt, first_done), *warm = turns
+        assert first_done == first_prompt, (persona, turns)  # a cold slot: the whole prompt
+        for prompt, done in warm:
+            # The prompt grew by the last exchange; only that much is processed.
+            assert prompt > first_prompt and done <= PREFILL_LIMIT, (persona, turns)
+    # Without pinning llama-server picks slots by prompt similarity: printed for
+    # comparison, not asserted (how well that works depends on the prompts).
 
 
 @pytest_asyncio.fixture

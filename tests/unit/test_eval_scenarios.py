@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.served_app import serving
 from voxgate.eval.judge import TurnOutcome, expected_words, score
 from voxgate.eval.report import Thresholds, summarize, table
 from voxgate.eval.scenarios import EvalTurn, ScenarioError, load_scenario, load_scenarios
@@ -86,16 +87,9 @@ async def test_the_llm_judge_reads_a_yes_or_no_from_any_openai_compatible_server
 
     app = web.Application()
     app.router.add_post("/v1/chat/completions", completions)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    url = f"http://127.0.0.1:{port}/v1"
-    try:
+    async with serving(app) as base:
+        url = f"{base}/v1"
         assert await llm_judge(url, "m", "It was the best of times.", "Dickens!") is True
         assert await llm_judge(url, "m", "It was the best of times.",
                                "Yes, you run offline.") is False
-    finally:
-        await runner.cleanup()
     assert asked[0]["model"] == "m" and asked[0]["temperature"] == 0

@@ -28,6 +28,12 @@ class RecordingOpenAIFake:
         for chunk in (
             {"choices": [{"delta": {"content": "Hi"}, "finish_reason": None}]},
             {"choices": [{"delta": {}, "finish_reason": "stop"}]},
+            # As llama-server and OpenAI's include_usage send it: after the finishing chunk.
+            {
+                "choices": [],
+                "usage": {"prompt_tokens": 31, "completion_tokens": 1},
+                "timings": {"cache_n": 24, "prompt_n": 7, "prompt_ms": 50.0},
+            },
         ):
             await response.write(f"data: {json.dumps(chunk)}\n\n".encode())
         await response.write(b"data: [DONE]\n\n")
@@ -51,7 +57,12 @@ async def test_the_key_and_the_persona_slot_are_sent() -> None:
         try:
             for engine, persona in ((pinned, "ada"), (pinned, "luna"), (plain, "ada")):
                 request = LLMRequest(persona, [ChatMessage("user", "hi")], max_tokens=4)
-                assert [d async for d in engine.stream(request, LLMUsage())] == ["Hi"]
+                usage = LLMUsage()
+                assert [d async for d in engine.stream(request, usage)] == ["Hi"]
+                # The usage chunk after the finishing one is read (it was skipped).
+                assert (usage.prompt_tokens, usage.reused_tokens, usage.evaluated_tokens) == (
+                    31, 24, 7,
+                )  # fmt: skip
         finally:
             await pinned.close()
             await plain.close()

@@ -8,8 +8,10 @@ read after every session. Reported: RSS after the first ``--warmup`` sessions an
 after the last, the growth per 100 sessions (least squares over the sessions
 after warm-up), and the sessions whose turn got no answer (exit status 1).
 
-``--compare`` runs the same churn twice, each in a fresh process: with the C heap
-trimmed after every session (the default) and without (``--no-release``).
+``--compare`` runs the same churn three times, each in a fresh process: the
+default, then one memory lever off at a time: no C heap trim after sessions
+(``--no-release``), and ONNX Runtime's CPU memory arena back on
+(``VOXGATE_ONNX_ARENA=1``, what voxgate did before).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import argparse
 import asyncio
 import gc
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -30,6 +33,7 @@ import aiohttp
 
 from voxgate.bench.harness import start_bench_server
 from voxgate.bench.soak import rss_mib
+from voxgate.onnx_options import ARENA_ENV
 from voxgate.protocol.frames import FrameType, decode, encode_event
 
 GROWTH_TARGET_MIB = 5.0  # issue 11: after the first 20 sessions vs after the last
@@ -48,6 +52,7 @@ SETTLE_S = 0.7  # > the server's MemoryRelease delay (0.5 s)
 
 @dataclass
 class ChurnResult:
+    mode: str
     release_memory: bool
     sessions: int
     warmup: int
@@ -106,7 +111,13 @@ async def churn(
     server = await start_bench_server(
         "churn", trace, max_sessions=4, model=model, release_memory=release_memory
     )
-    result = ChurnResult(release_memory, sessions, warmup)
+    arena = os.environ.get(ARENA_ENV) == "1"
+    mode = (
+        "default"
+        if release_memory and not arena
+        else ("no heap trim" if not release_memory else "ONNX arena on")
+    )
+    result = ChurnResult(mode, release_memory, sessions, warmup)
     started = time.monotonic()
     try:
         async with aiohttp.ClientSession() as http:
@@ -143,20 +154,20 @@ async def _until_closed(url: str, http: aiohttp.ClientSession) -> None:
 
 def table(results: list[ChurnResult]) -> str:
     lines = [
-        "| C heap trimmed after each session | sessions | RSS after warm-up (MiB) | "
+        "| mode | sessions | RSS after warm-up (MiB) | "
         "RSS at the end (MiB) | growth (MiB) | per 100 sessions (MiB) | unanswered |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         lines.append(
-            f"| {'yes (default)' if r.release_memory else 'no'} | {r.sessions} | "
+            f"| {r.mode} | {r.sessions} | "
             f"{r.rss_mib[r.warmup - 1]:.1f} | {r.rss_mib[-1]:.1f} | {r.growth_mib():+.1f} | "
             f"{r.slope_per_100():+.2f} | {len(r.unanswered)} |"
         )
     return "\n".join(lines)
 
 
-def _child(args: argparse.Namespace, release: bool, out: Path) -> ChurnResult:
+def _child(args: argparse.Namespace, release: bool, arena: bool, out: Path) -> ChurnResult:
     command = [
         sys.executable, "-m", "voxgate", "bench", "churn",
         "--sessions", str(args.sessions), "--warmup", str(args.warmup), "--json", str(out),
@@ -165,7 +176,8 @@ def _child(args: argparse.Namespace, release: bool, out: Path) -> ChurnResult:
         command += ["--model", args.model]
     if not release:
         command.append("--no-release")
-    subprocess.run(command, check=False)
+    env = {**os.environ, ARENA_ENV: "1" if arena else "0"}
+    subprocess.run(command, check=False, env=env)
     data = json.loads(out.read_text())
     return ChurnResult(**data)
 
@@ -176,8 +188,10 @@ def cli_churn(args: argparse.Namespace) -> int:
         return 2
     if args.compare:
         with tempfile.TemporaryDirectory() as tmp:
+            levers = [(True, False), (False, False), (True, True)]  # (trim, arena)
             results = [
-                _child(args, release, Path(tmp) / f"{release}.json") for release in (False, True)
+                _child(args, release, arena, Path(tmp) / f"{i}.json")
+                for i, (release, arena) in enumerate(levers)
             ]
     else:
         results = [
@@ -188,7 +202,7 @@ def cli_churn(args: argparse.Namespace) -> int:
         Path(args.json).write_text(json.dumps(raw))
     print(f"\n[churn] one typed turn per session, endings alternate {' / '.join(ENDINGS)}")
     print(table(results))
-    default = [r for r in results if r.release_memory]
+    default = [r for r in results if r.mode == "default"]
     if default:
         verdict = "ok" if default[0].growth_mib() < GROWTH_TARGET_MIB else "OVER TARGET"
         print(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from typing import Any
@@ -21,6 +22,8 @@ from typing import Any
 import aiohttp
 
 from voxgate.llm.base import ChatMessage, LLMError, LLMRequest, LLMUsage
+
+log = logging.getLogger("voxgate.llm")
 
 _MAX_ERROR_BODY = 300  # characters of an error response worth showing
 
@@ -108,7 +111,7 @@ class OpenAICompatEngine:
         started = time.perf_counter()
         first_at = 0.0
         try:
-            async with self._session.post(self.url, json=self.request_body(request)) as resp:
+            async with await self._post(self.request_body(request)) as resp:
                 if resp.status >= 400:
                     text = (await resp.text(errors="replace"))[:_MAX_ERROR_BODY]
                     raise LLMError(f"LLM server {self.url} answered HTTP {resp.status}: {text}")
@@ -121,7 +124,10 @@ class OpenAICompatEngine:
                         finished = True
                         break
                     chunk = self._parse(data)
-                    finished = finished or apply_stream_chunk(chunk, usage)
+                    # Always applied: usage and timings come in a chunk of their own after
+                    # the one that finishes the reply (llama-server, OpenAI include_usage).
+                    ends = apply_stream_chunk(chunk, usage)
+                    finished = finished or ends
                     delta = _delta_text(chunk)
                     if delta:
                         if not first_at:
@@ -139,6 +145,23 @@ class OpenAICompatEngine:
                 usage.prefill_ms = (first_at - started) * 1000.0
             if first_at and not usage.decode_ms:
                 usage.decode_ms = (time.perf_counter() - first_at) * 1000.0
+
+    async def _post(self, body: dict[str, Any]) -> aiohttp.ClientResponse:
+        """POST on a pooled connection, or on a new one if the pooled one turns out dead.
+
+        After a stream is cancelled (a barge-in closes it mid-reply), llama-server may
+        close the other keep-alive connections too; the next request then fails before
+        the server has read it ("Can not write request body"). Nothing was processed,
+        so sending it again on a fresh connection is safe; once is enough.
+        """
+        assert self._session is not None
+        try:
+            return await self._session.post(self.url, json=body)
+        except aiohttp.ClientConnectorError:
+            raise  # nothing listens: a retry would not help
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
+            log.info("LLM server %s dropped a pooled connection (%r); sending again", self.url, exc)
+            return await self._session.post(self.url, json=body)
 
     def _parse(self, data: str) -> dict[str, Any]:
         try:

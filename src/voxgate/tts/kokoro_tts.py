@@ -17,6 +17,7 @@ import numpy.typing as npt
 from voxgate.audio.pcm import Int16Array
 from voxgate.engine_thread import EngineThread
 from voxgate.models.assets import KOKORO_FIX, MissingModelError
+from voxgate.onnx_options import session_options
 from voxgate.personas.persona import MAX_RATE, MIN_RATE, PersonaError, VoiceSpec
 from voxgate.scheduler import ComputeGate, Priority, PriorityLike
 from voxgate.tts.base import TTSError
@@ -70,11 +71,8 @@ class KokoroTTS:
 
         model = model or kokoro_model_path()
         voices = voices or kokoro_voices_path()
-        options = onnxruntime.SessionOptions()
         # One thread: a clause is short and runs beside the LLM on 2 cores.
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        session = onnxruntime.InferenceSession(str(model), sess_options=options,
+        session = onnxruntime.InferenceSession(str(model), sess_options=session_options(threads),
                                                providers=["CPUExecutionProvider"])
         self._kokoro: Kokoro = Kokoro.from_session(session, str(voices))
         self._styles = load_styles(voices)

@@ -9,6 +9,7 @@ import numpy as np
 
 from voxgate.audio.pcm import Int16Array, resample
 from voxgate.engine_thread import EngineThread
+from voxgate.onnx_options import session_options
 from voxgate.personas.persona import VoiceSpec
 from voxgate.scheduler import ComputeGate, Priority, PriorityLike
 from voxgate.tts.base import TTSError
@@ -32,12 +33,9 @@ class PiperTTS:
             from voxgate.models.assets import piper_voice_paths
 
             model, config = piper_voice_paths()
-        options = onnxruntime.SessionOptions()
         # One thread: synthesis of a clause is short and runs beside the LLM on 2 cores.
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
         session = onnxruntime.InferenceSession(
-            str(model), sess_options=options, providers=["CPUExecutionProvider"]
+            str(model), sess_options=session_options(threads), providers=["CPUExecutionProvider"]
         )
         config_dict = json.loads(Path(config).read_text(encoding="utf-8"))
         self._voice = PiperVoice(config=PiperConfig.from_dict(config_dict), session=session)

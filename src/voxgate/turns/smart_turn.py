@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from voxgate.audio.pcm import FloatArray
+from voxgate.onnx_options import session_options
 
 RATE = 16000
 WINDOW_S = 8
@@ -75,9 +76,7 @@ class SmartTurn:
             from voxgate.models.smart_turn_asset import verify_smart_turn
 
             model_path = verify_smart_turn()
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
+        options = session_options(threads)
         options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
         self._session: Any = onnxruntime.InferenceSession(
