@@ -47,6 +47,7 @@ echo "llama-server $version: fetching the llama-cpp-python sdist" >&2
 "$PY" -m pip download -q --no-deps --no-binary :all: "llama-cpp-python==$version" -d "$work" ||
     die "could not fetch the llama-cpp-python $version sdist" "check that PyPI is reachable"
 sdist="$work/llama_cpp_python-$version.tar.gz"
+[[ -f "$sdist" ]] || die "pip saved no $(basename "$sdist") (found: $(ls "$work"))"
 echo "$PINNED_SHA256  $sdist" | sha256sum -c --quiet - ||
     die "the llama-cpp-python $version sdist does not match its pinned SHA-256"
 tar -xzf "$sdist" -C "$work"
@@ -62,8 +63,8 @@ cmake -S "$src" -B "$work/build" -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=
 cmake --build "$work/build" --target llama-server -j "$(nproc)" >"$work/build.log" 2>&1 ||
     { tail -30 "$work/build.log" >&2; die "compiling llama-server failed (above)"; }
 mkdir -p "$cache"
-cp "$work/build/bin/llama-server" "$binary.tmp"
-mv "$binary.tmp" "$binary"
+cp "$work/build/bin/llama-server" "$binary.tmp.$$"
+mv "$binary.tmp.$$" "$binary"
 "$binary" --version >/dev/null 2>&1 || die "the built llama-server does not run" \
     "remove $cache and run this script again"
 echo "$binary"

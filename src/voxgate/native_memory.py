@@ -58,9 +58,12 @@ class MemoryRelease:
         self.trims = 0
         self._task: asyncio.Task[None] | None = None
         self._requested = False  # a request not yet covered by a trim that has started
+        self._closed = False
 
     def soon(self) -> None:
         """Ask for a trim; one still waiting to start covers this request too."""
+        if self._closed:
+            return
         self._requested = True
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._trim_later(), name="memory-release")
@@ -69,9 +72,13 @@ class MemoryRelease:
         while self._requested:
             await asyncio.sleep(self.delay_s)
             self._requested = False  # what is freed from here on, this trim returns
-            await asyncio.to_thread(release_free_memory)
+            try:
+                await asyncio.to_thread(release_free_memory)
+            except Exception:  # best effort: a failed trim costs memory, not the server
+                log.exception("trimming the C heap failed")
             self.trims += 1
 
     async def close(self) -> None:
+        self._closed = True
         if self._task is not None:
             await cancel_and_wait(self._task)

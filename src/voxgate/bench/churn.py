@@ -22,6 +22,7 @@ import gc
 import json
 import os
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -33,8 +34,10 @@ import aiohttp
 
 from voxgate.bench.harness import start_bench_server
 from voxgate.bench.soak import rss_mib
+from voxgate.native_memory import MemoryRelease
 from voxgate.onnx_options import ARENA_ENV
 from voxgate.protocol.frames import FrameType, decode, encode_event
+from voxgate.transport.server import MEMORY_RELEASE
 
 GROWTH_TARGET_MIB = 5.0  # issue 11: after the first 20 sessions vs after the last
 ENDINGS = ("close", "vanish")
@@ -78,7 +81,11 @@ class ChurnResult:
 
 async def one_session(http: aiohttp.ClientSession, url: str, index: int, ending: str) -> bool:
     """One session, one typed turn; True when answer audio arrived."""
-    ws = await http.ws_connect(url)
+    try:
+        ws = await http.ws_connect(url)
+    except aiohttp.ClientError as exc:
+        print(f"[churn] session {index}: cannot connect: {exc!r}", file=sys.stderr)
+        return False
     answered = False
     try:
         await ws.send_bytes(encode_event(HELLO))
@@ -91,9 +98,12 @@ async def one_session(http: aiohttp.ClientSession, url: str, index: int, ending:
                 frame = decode(message.data)
                 if frame.type is FrameType.TTS_AUDIO:
                     answered = True
-                    if ending == "vanish":  # the client's process dies mid-answer
+                    if ending == "vanish":  # the client's process dies mid-answer: a reset
                         sock = ws.get_extra_info("socket")
                         if sock is not None:
+                            sock.setsockopt(
+                                socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                            )
                             sock.shutdown(socket.SHUT_RDWR)
                         break
                 elif frame.type is FrameType.DONE:
@@ -118,6 +128,7 @@ async def churn(
         else ("no heap trim" if not release_memory else "ONNX arena on")
     )
     result = ChurnResult(mode, release_memory, sessions, warmup)
+    release = server.runner.app[MEMORY_RELEASE]
     started = time.monotonic()
     try:
         async with aiohttp.ClientSession() as http:
@@ -126,9 +137,10 @@ async def churn(
                 if not await one_session(http, server.url, i, ending):
                     result.unanswered.append(i)
                 # The server closes its side after the client: wait until it has, and
-                # for the heap trim that follows closes (in both modes, so they compare).
+                # for the heap trim that follows (without trims, as long as one takes).
+                trims = release.trims
                 await _until_closed(server.url, http)
-                await asyncio.sleep(SETTLE_S)
+                await _until_trimmed(release, trims, release_memory)
                 gc.collect()
                 result.rss_mib.append(round(rss_mib(), 2))
                 if (i + 1) % 20 == 0:
@@ -150,6 +162,16 @@ async def _until_closed(url: str, http: aiohttp.ClientSession) -> None:
             if (await response.json())["sessions"] == 0:
                 return
         await asyncio.sleep(0.05)
+    raise RuntimeError("the server still holds the session 10 s after the client left")
+
+
+async def _until_trimmed(release: MemoryRelease, before: int, trimming: bool) -> None:
+    if not trimming:
+        await asyncio.sleep(SETTLE_S)  # the same wait the default mode's trim takes
+        return
+    async with asyncio.timeout(10):
+        while release.trims == before:
+            await asyncio.sleep(0.02)
 
 
 def table(results: list[ChurnResult]) -> str:
@@ -177,7 +199,12 @@ def _child(args: argparse.Namespace, release: bool, arena: bool, out: Path) -> C
     if not release:
         command.append("--no-release")
     env = {**os.environ, ARENA_ENV: "1" if arena else "0"}
-    subprocess.run(command, check=False, env=env)
+    done = subprocess.run(command, check=False, env=env)
+    if not out.is_file():
+        raise SystemExit(
+            f"voxgate bench churn: the run {' '.join(command[3:])} failed "
+            f"(exit status {done.returncode}; its output is above)"
+        )
     data = json.loads(out.read_text())
     return ChurnResult(**data)
 

@@ -25,6 +25,7 @@ from voxgate.llm.base import ChatMessage, LLMError, LLMRequest, LLMUsage
 
 log = logging.getLogger("voxgate.llm")
 
+POOL_IDLE_S = 4.0
 _MAX_ERROR_BODY = 300  # characters of an error response worth showing
 
 
@@ -58,6 +59,7 @@ class OpenAICompatEngine:
         self._extra_body = dict(extra_body or {})
         self._slot_of: dict[str, int] = {}
         self._session: aiohttp.ClientSession | None = None
+        self._fresh: aiohttp.ClientSession | None = None  # retries, one connection each
 
     def slot_for(self, persona_id: str) -> int | None:
         """Stable persona -> server slot: first come, first own slot; the rest by hash."""
@@ -101,13 +103,18 @@ class OpenAICompatEngine:
         return self._stream(request, usage)
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        for session in (self._session, self._fresh):
+            if session is not None:
+                await session.close()
+        self._session = self._fresh = None
 
     async def _stream(self, request: LLMRequest, usage: LLMUsage) -> AsyncGenerator[str, None]:
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(timeout=self._timeout, headers=self._headers)
+            # Idle connections are let go before llama-server's (cpp-httplib's 5 s) would.
+            connector = aiohttp.TCPConnector(keepalive_timeout=POOL_IDLE_S)
+            self._session = aiohttp.ClientSession(
+                timeout=self._timeout, headers=self._headers, connector=connector
+            )
         started = time.perf_counter()
         first_at = 0.0
         try:
@@ -150,18 +157,30 @@ class OpenAICompatEngine:
         """POST on a pooled connection, or on a new one if the pooled one turns out dead.
 
         After a stream is cancelled (a barge-in closes it mid-reply), llama-server may
-        close the other keep-alive connections too; the next request then fails before
-        the server has read it ("Can not write request body"). Nothing was processed,
-        so sending it again on a fresh connection is safe; once is enough.
+        close its other keep-alive connections too; the next request then fails before
+        the server has read it ("Can not write request body"). Sending it again on a
+        connection of its own is safe for a write failure; a disconnect before any
+        answer may, rarely, repeat a prefill the server had started.
         """
         assert self._session is not None
         try:
             return await self._session.post(self.url, json=body)
         except aiohttp.ClientConnectorError:
             raise  # nothing listens: a retry would not help
-        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
+        except (
+            aiohttp.ServerDisconnectedError,
+            aiohttp.ClientOSError,
+            aiohttp.ClientConnectionResetError,
+        ) as exc:
             log.info("LLM server %s dropped a pooled connection (%r); sending again", self.url, exc)
-            return await self._session.post(self.url, json=body)
+            if self._fresh is None or self._fresh.closed:
+                # Not the pool: it may hold more connections the server has dropped.
+                self._fresh = aiohttp.ClientSession(
+                    timeout=self._timeout,
+                    headers=self._headers,
+                    connector=aiohttp.TCPConnector(force_close=True),
+                )
+            return await self._fresh.post(self.url, json=body)
 
     def _parse(self, data: str) -> dict[str, Any]:
         try:

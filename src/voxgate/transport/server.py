@@ -239,9 +239,11 @@ async def voice_socket(request: web.Request) -> web.StreamResponse:
     except (ConnectionResetError, asyncio.CancelledError):
         pass
     finally:
-        sessions.discard(session)
         request.app[SESSIONS].sockets.discard(ws)
-        await session.close()
+        try:
+            await session.close()
+        finally:  # the slot is free (and /healthz counts it gone) once the close is done
+            sessions.discard(session)
         log.info("session %s closed", session.id)
         if settings.release_memory:
             request.app[MEMORY_RELEASE].soon()
