@@ -198,6 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="compare embedded LLMs in one run, e.g. smart,fast (one server each; "
         "--compare/--ablate apply to each)",
     )
+    latency.add_argument("--realtime", action="store_true",
+                         help="also run the default through the OpenAI Realtime endpoint")
     latency.add_argument("--ablate-guard", action="store_true",
                          help="also run with the reply guard off")
     latency.set_defaults(func=_lazy("voxgate.bench.latency:cli_latency"))

@@ -22,6 +22,9 @@ class SessionConfig(BaseModel):
     smart_turn: bool = False
     endpoint_mid_ms: int = Field(800, ge=0, le=10000)
     interrupt_min_ms: int = Field(300, ge=0, le=5000)
+    # Silero's speech probability at which speech starts (it ends 0.15 lower): higher
+    # ignores more background noise, lower hears softer speech.
+    vad_threshold: float = Field(0.5, ge=0.05, le=0.95)
     # Start the final decode at the VAD's speech end, overlapping the endpointing wait.
     overlap: bool = True
     # Run the LLM (and first TTS) on the early-final transcript before the turn is committed.

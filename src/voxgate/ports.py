@@ -14,7 +14,7 @@ import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 from voxgate.aio import cancel_and_wait
 from voxgate.audio.pcm import Int16Array
@@ -56,6 +56,7 @@ class SpeechActivity:
 class TurnStarted:
     turn: int
     text: str
+    speak: bool = True  # False: a text-only reply (no audio will follow)
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,19 +131,25 @@ class OutputPort(Protocol):
         shows here."""
 
 
-@dataclass
-class Outbox:
-    """An ``OutputPort`` that encodes with ``encode`` and writes with ``send`` from one task."""
+Wire = TypeVar("Wire", bytes, str)  # what the socket carries: binary frames or JSON text
 
-    send: Callable[[bytes], Awaitable[None]]
-    encode: Callable[[OutputMessage], list[bytes]]
-    _queue: deque[OutputMessage] = field(default_factory=deque)
+
+@dataclass
+class Outbox(Generic[Wire]):
+    """An ``OutputPort`` that encodes with ``encode`` and writes with ``send`` from one task.
+
+    An adapter may queue messages of its own beside the session's (``object``): they
+    leave in the same order as everything else."""
+
+    send: Callable[[Wire], Awaitable[None]]
+    encode: Callable[[Any], list[Wire]]
+    _queue: deque[object] = field(default_factory=deque)
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _idle: asyncio.Event = field(default_factory=asyncio.Event)
     _task: asyncio.Task[None] | None = None
     closed: bool = False
 
-    def emit(self, message: OutputMessage) -> None:
+    def emit(self, message: object) -> None:
         if self.closed:
             return
         self._queue.append(message)

@@ -78,6 +78,7 @@ class ReplyRun:
         mode: str,
         guard: ReplyGuard | None = None,
         first_chunk_words: int = 0,
+        speak: bool = True,
     ) -> None:
         self.llm, self.tts, self.request, self.voice, self.clock = llm, tts, request, voice, clock
         self.answering = answering  # the transcript this run answers
@@ -86,6 +87,8 @@ class ReplyRun:
         self.usage = LLMUsage()
         self.metrics.llm = self.usage
         self.guard = guard
+        self.speak = speak  # False: a text-only reply (no synthesis, its pieces carry no audio)
+        self.options: object = None  # the session's reply options it was built with
         self._clause_mode = clauses
         self._first_chunk_words = first_chunk_words
         self._clauses: asyncio.Queue[tuple[str, str] | None] = asyncio.Queue()
@@ -297,7 +300,9 @@ class ReplyRun:
         try:
             while (clause := await self._clauses.get()) is not None:
                 text, delta = clause
-                if tts_failed is None:
+                if not self.speak:
+                    audio = None
+                elif tts_failed is None:
                     audio = await self._synthesize(text)
                     if audio is None:
                         tts_failed = self.error

@@ -36,7 +36,7 @@ from voxgate.llm.base import ChatMessage, LLMError, LLMRequest
 from voxgate.metrics.turn import SessionClock, TurnMetrics
 from voxgate.personas.memory import DEFAULT_USER
 from voxgate.personas.memory_writer import TurnRef
-from voxgate.personas.persona import Persona
+from voxgate.personas.persona import Persona, VoiceSpec
 from voxgate.personas.room import choose_speaker, exchange_messages, overheard
 from voxgate.ports import (
     ConfigChanged,
@@ -148,7 +148,18 @@ def machine_config(c: SessionConfig) -> tm.MachineConfig:
         max_utterance_ms=c.max_utterance_ms,
         preroll_ms=PREROLL_MS,
         hold_on_speech=c.hold_on_speech,
+        vad_threshold=c.vad_threshold,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyOptions:
+    """How to answer: a client may change these per session or per reply (the Realtime
+    endpoint's ``session.update`` and ``response.create``)."""
+
+    speak: bool = True  # False: text only, no synthesis
+    max_tokens: int | None = None  # a cap below the persona's own
+    instructions: str = ""  # for this reply only: after the history, never cached
 
 
 @dataclass(slots=True)
@@ -157,6 +168,7 @@ class QueuedTurn:
     text: str
     metrics: TurnMetrics
     run: ReplyRun | None  # a promoted speculative reply, if any
+    options: ReplyOptions = ReplyOptions()
 
 
 class Session:
@@ -194,6 +206,14 @@ class Session:
         self._prime_text: str | None = None  # the newest words to prefill next
         self._closing: asyncio.Future[None] | None = None
         self.closed = False
+        # What a client may set beyond SessionConfig (the Realtime endpoint): instructions
+        # after the persona's own, a voice for the main persona, and how replies answer.
+        self.instructions = ""
+        self.voice: VoiceSpec | None = None
+        self.reply_options = ReplyOptions()
+        self._typed_options: ReplyOptions | None = None  # for the typed turn being committed
+        self._served_through = 0  # the last turn the speaker has taken from the queue
+        self._later: list[str] = []  # user messages added while a reply was being made
         # A new seed per reply: a retry or a repeated question does not get the same sample.
         self._seeds = random.Random(self.config.seed)
 
@@ -253,8 +273,79 @@ class Session:
             raise ValueError(
                 f"user_text needs a non-empty 'text' of at most {MAX_USER_TEXT} characters"
             )
-        # The audio clock, like every other event: wall time would run ahead of it.
-        self._step(tm.TypedTurn(" ".join(text.split()), self.clock.samples))
+        self.respond(" ".join(text.split()))
+
+    def respond(self, text: str = "", options: ReplyOptions | None = None) -> None:
+        """A turn answering ``text``, or with ``text`` empty the conversation as it stands
+        (user messages added by ``add_user_message``); ``options`` for this reply only."""
+        self._typed_options = options
+        try:
+            # The audio clock, like every other event: wall time would run ahead of it.
+            self._step(tm.TypedTurn(text, self.clock.samples))
+        finally:
+            self._typed_options = None
+
+    def add_user_message(self, text: str) -> None:
+        """User words into every persona's context without a reply (a Realtime client's
+        ``conversation.item.create``); the next reply answers them."""
+        if not text.strip():
+            return
+        if self._speaking is not None or self._served_through < self.machine.turns:
+            # A reply is being made: its exchange goes into the context first, so these
+            # words follow it (as they followed it in time), not the question it answers.
+            self._later.append(text)
+            return
+        self._append_user(text)
+
+    def _append_user(self, text: str) -> None:
+        for persona in self.room:
+            self.histories.setdefault(persona.id, []).append(ChatMessage("user", text))
+
+    def forget_message(self, role: str, content: str) -> bool:
+        """Take the newest message of ``role`` with ``content`` out of every context."""
+        found = False
+        for history in self.histories.values():
+            for i in range(len(history) - 1, -1, -1):
+                message = history[i]
+                # Another persona heard a reply as a user message "Name: words".
+                overheard_reply = (
+                    role == "assistant"
+                    and message.role == "user"
+                    and (message.content.endswith(f": {content}"))
+                )
+                if (message.role == role and message.content == content) or overheard_reply:
+                    del history[i]
+                    found = True
+                    break
+        return found
+
+    def cancel_reply(self) -> list[int]:
+        """Stop the reply speaking now and every committed turn not yet answered (a
+        Realtime ``response.cancel``); the turns cancelled, each still ends with DONE."""
+        cancelled = []
+        if (handle := self._speaking) is not None and not handle.interrupted:
+            self._interrupt(handle.turn)
+            cancelled.append(handle.turn)
+        for turn in range(self._served_through + 1, self.machine.turns + 1):
+            self._skip.add(turn)
+            cancelled.append(turn)
+        return cancelled
+
+    def truncate(self, turn: int, played_ms: float) -> str | None:
+        """The client played only ``played_ms`` of ``turn``'s reply: keep only those words
+        in the context (the same cut as a barge-in). None: that reply is gone."""
+        handle = self._handle_of(turn)
+        if handle is None:
+            return None
+        handle.client_played(played_ms)
+        if not handle.interrupted:
+            self._interrupt(turn)
+            return handle.heard
+        heard = handle.heard_text(min(played_ms, handle.sent_ms))  # cut again, shorter
+        handle.heard = heard
+        if handle is self._last_handle:
+            self._correct_last_reply(handle.run.speaker_id, heard)
+        return heard
 
     def playback(self, turn: int, played_ms: float) -> None:
         """The client's report of how much of ``turn``'s reply it has played."""
@@ -377,7 +468,8 @@ class Session:
         metrics.stamp("speech_end", self.clock.sample_ms(action.speech_end))
         metrics.stamp("committed", self.clock.sample_ms(action.committed_at))
         run = self._specs.pop(action.reply_id, None) if action.reply_id is not None else None
-        self._queue.put_nowait(QueuedTurn(action.turn, action.text, metrics, run))
+        options = self._typed_options if self._typed_options is not None else self.reply_options
+        self._queue.put_nowait(QueuedTurn(action.turn, action.text, metrics, run, options))
 
     def _handle_of(self, turn: int) -> SpeechHandle | None:
         """The speech of ``turn``: speaking now, or finished and maybe still playing."""
@@ -418,11 +510,12 @@ class Session:
 
     async def _serve(self, queued: QueuedTurn) -> None:
         """Speak one committed turn; always ends with its metrics and DONE."""
+        self._served_through = queued.turn
         try:
             run = self._reply_for(queued)
         except Exception as exc:  # e.g. the prompt does not fit: the turn still ends
             log.exception("session %s: no reply for turn %d", self.id, queued.turn)
-            self.port.emit(TurnStarted(queued.turn, queued.text))
+            self.port.emit(TurnStarted(queued.turn, queued.text, queued.options.speak))
             self._end_without_reply(queued, f"internal: {exc}")
             return
         handle = SpeechHandle(
@@ -437,7 +530,7 @@ class Session:
         )
         handle.hold(self.machine.holding() == queued.turn)  # the user already speaks over it
         self._speaking = handle
-        self.port.emit(TurnStarted(queued.turn, queued.text))
+        self.port.emit(TurnStarted(queued.turn, queued.text, run.speak))
         try:
             if queued.turn in self._skip:
                 self._skip.discard(queued.turn)
@@ -463,6 +556,9 @@ class Session:
         self, turn: int, metrics: TurnMetrics, plays_until: int, event: dict[str, Any] | None = None
     ) -> None:
         """What every turn ends with, however it went: its error, metrics and DONE."""
+        later, self._later = self._later, []
+        for text in later:
+            self._append_user(text)
         if metrics.error:
             code, _, message = metrics.error.partition(": ")
             self.port.emit(SessionError(code, message))
@@ -487,14 +583,18 @@ class Session:
         speaker = self._speaker_for(queued.text)
         history = self.histories.get(speaker.id, [])
         run = queued.run
-        if run is not None and (run.speaker_id != speaker.id or run.history_len != len(history)):
-            # Built on another speaker or on a history that has grown since: stale.
+        if run is not None and (
+            run.speaker_id != speaker.id
+            or run.history_len != len(history)
+            or run.options != queued.options
+        ):
+            # Built on another speaker, a history that has grown since or other options.
             self._spawn(run.close(), "drop-speculation")
             queued.metrics.wasted_llm_calls += 1
             queued.metrics.speculative = "miss"
             run = None
         if run is None:
-            run = self._new_run(queued.text, speaker, Priority.LLM_LIVE)
+            run = self._new_run(queued.text, speaker, Priority.LLM_LIVE, queued.options)
         else:
             queued.metrics.speculative = "hit"
         run.promote(queued.metrics)
@@ -515,6 +615,7 @@ class Session:
             text,
             memory_summary=self._summaries.get(speaker.id, ""),
             speaker_names=[p.name for p in self.room] if len(self.room) > 1 else [],
+            session_instructions=self.instructions,
         )
 
     def _prime_partial(self, text: str) -> None:
@@ -551,14 +652,22 @@ class Session:
             self._priming.cancel()
             self._priming = None
 
-    def _new_run(self, text: str, speaker: Persona, priority: Priority) -> ReplyRun:
+    def _new_run(
+        self, text: str, speaker: Persona, priority: Priority, options: ReplyOptions | None = None
+    ) -> ReplyRun:
         self._stop_priming()
+        options = options if options is not None else self.reply_options
         history = self.histories.setdefault(speaker.id, [])
-        prompt = self._prompt(text, speaker)
+        messages = self._prompt(text, speaker).messages
+        if options.instructions.strip():  # last: the cached prefix before it stays valid
+            messages = [*messages, ChatMessage("system", options.instructions.strip())]
+        max_tokens = speaker.max_reply_tokens
+        if options.max_tokens is not None:
+            max_tokens = min(max_tokens, options.max_tokens)
         request = LLMRequest(
             speaker.id,
-            prompt.messages,
-            max_tokens=speaker.max_reply_tokens,
+            messages,
+            max_tokens=max_tokens,
             seed=self._seeds.getrandbits(31),
             priority=PriorityRef(priority),
             conversation_id=self.id,
@@ -568,11 +677,11 @@ class Session:
             if self.config.reply_guard
             else None
         )
-        return ReplyRun(
+        run = ReplyRun(
             llm=self.engines.llm,
             tts=self.engines.tts,
             request=request,
-            voice=speaker.voice,
+            voice=self.voice if self.voice and speaker is self.persona else speaker.voice,
             clock=self.clock,
             clauses=self.config.clause_chunking,
             answering=text,
@@ -580,7 +689,10 @@ class Session:
             mode=self.config.mode,
             guard=guard,
             first_chunk_words=self.config.first_chunk_words,
+            speak=options.speak,
         )
+        run.options = options
+        return run
 
     def _reply_context(
         self, speaker: Persona, history: list[ChatMessage], text: str
@@ -602,10 +714,10 @@ class Session:
         """An acknowledgment for a slow answer: at once when recent turns predict one,
         else once ``filler_after_ms`` passes without answer audio."""
         speaker = self.engines.persona(run.speaker_id)
-        if not self.config.fillers or not speaker.fillers:
+        if not self.config.fillers or not speaker.fillers or not run.speak:
             return None
         text = speaker.fillers[self.turns % len(speaker.fillers)]
-        audio = self.engines.fillers.get((speaker.voice, text))
+        audio = self.engines.fillers.get((run.voice, text))
         if audio is None:
             return None
         predicted = statistics.median(self._recent_waits) if self._recent_waits else 0.0

@@ -32,7 +32,8 @@ from typing import Any
 
 from voxgate.bench.conversation import Utterance, build_conversation
 from voxgate.bench.harness import start_bench_server
-from voxgate.client.converse import TurnResult, converse
+from voxgate.client.converse import TurnResult, VoiceClient, converse
+from voxgate.client.realtime_client import converse_realtime
 from voxgate.config import SessionConfig, sequential_config
 from voxgate.engines import Engines
 from voxgate.stt.whisper import WhisperSTT
@@ -59,6 +60,7 @@ class Mode:
     config: SessionConfig
     short_context: bool = True  # an engine setting: applied for the mode's run
     plotted: bool = False  # in the waterfall figure (the default and the baseline)
+    realtime: bool = False  # through the OpenAI Realtime endpoint, not the native protocol
 
 
 def ablations(name: str) -> list[Mode]:
@@ -82,6 +84,8 @@ def modes_for(name: str, args: argparse.Namespace) -> list[Mode]:
     modes = ablations(name) if args.ablate else [Mode(name, SessionConfig(), plotted=True)]
     if args.ablate_guard:
         modes.append(Mode(f"{name} no-guard", SessionConfig(reply_guard=False)))
+    if args.realtime:  # the same settings through /v1/realtime, right after the native run
+        modes.insert(1, Mode(f"{name} realtime", SessionConfig(), realtime=True))
     if args.compare:
         modes.insert(0, Mode("sequential" if name == "voxgate" else f"{name} sequential",
                              sequential_config(), short_context=False, plotted=True))  # fmt: skip
@@ -291,7 +295,12 @@ async def run_mode(
     # not in what the model happened to sample (reply length moves latency by 100s of ms).
     config = mode.config.model_copy(update={"seed": BENCH_SEED})
     audio = [u.audio for u in conversation]
-    results, client = await converse(url, audio, config=config.model_dump())
+    client: VoiceClient
+    if mode.realtime:
+        realtime_url = url.removesuffix("/ws") + "/v1/realtime"
+        results, client = await converse_realtime(realtime_url, audio, config=config.model_dump())
+    else:
+        results, client = await converse(url, audio, config=config.model_dump())
     spans = _spans_for(engines, str(client.welcome.get("session_id")), len(results))
     rows = [
         TurnRow.from_result(mode.name, u, r, s)

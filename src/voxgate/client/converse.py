@@ -285,12 +285,15 @@ class VoiceClient:
                 self.errors.append(frame.text)
                 self._current().errors.append(frame.text)
             elif frame.type is FrameType.DONE:
-                turn = self._owner()
-                if self._server_turn is not None:
-                    turn.open_turns.discard(self._server_turn)
-                # A turn is over only when every reply its utterance caused is done.
-                if not turn.open_turns:
-                    turn.done.set()
+                self._reply_done()
+
+    def _reply_done(self) -> None:
+        turn = self._owner()
+        if self._server_turn is not None:
+            turn.open_turns.discard(self._server_turn)
+        # A turn is over only when every reply its utterance caused is done.
+        if not turn.open_turns:
+            turn.done.set()
 
     async def _on_event(self, event: dict[str, Any], now: float) -> None:
         self.events.append(event)
@@ -375,6 +378,10 @@ class VoiceClient:
         ends = [self.playbacks[t].end_wall() for t in turn.server_turns if t in self.playbacks]
         return max([end for end in ends if end is not None], default=0.0)
 
+    async def send_audio(self, chunk: FloatArray) -> None:
+        """One 20 ms frame of the microphone (16 kHz float32)."""
+        await self.ws.send_bytes(encode(FrameType.AUDIO_CHUNK, float_to_pcm16(chunk)))
+
     async def stream(
         self, audio: FloatArray, stop: asyncio.Event | None = None, turn: TurnResult | None = None
     ) -> float:
@@ -390,7 +397,7 @@ class VoiceClient:
             chunk = audio[offset : offset + FRAME_SAMPLES]
             if turn is not None and turn.speech_start_wall is None and offset >= start_sample:
                 turn.speech_start_wall = time.monotonic()
-            await self.ws.send_bytes(encode(FrameType.AUDIO_CHUNK, float_to_pcm16(chunk)))
+            await self.send_audio(chunk)
             if offset + len(chunk) >= end_sample and not speech_end_wall:
                 speech_end_wall = time.monotonic()
         return speech_end_wall or time.monotonic()
@@ -406,7 +413,7 @@ class VoiceClient:
         i = 0
         while keep_going() and time.monotonic() < deadline:
             await asyncio.sleep(max(0.0, start + i * 0.02 - time.monotonic()))
-            await self.ws.send_bytes(encode(FrameType.AUDIO_CHUNK, float_to_pcm16(silent)))
+            await self.send_audio(silent)
             i += 1
 
     async def turn(

@@ -55,7 +55,7 @@ def _find(haystack: Sequence[str], needle: Sequence[str]) -> list[int]:
     n = len(needle)
     if n == 0:
         return []
-    return [i for i in range(len(haystack) - n + 1) if list(haystack[i:i + n]) == list(needle)]
+    return [i for i in range(len(haystack) - n + 1) if list(haystack[i : i + n]) == list(needle)]
 
 
 def _rank(said: Sequence[str], start: int, end: int) -> int:
@@ -95,8 +95,9 @@ def overheard(speaker_name: str, reply: str) -> ChatMessage:
     return ChatMessage("user", f"{speaker_name}: {reply.strip()}")
 
 
-def exchange_messages(room: Sequence[Persona], speaker_id: str, user_text: str,
-                      reply: str) -> dict[str, list[ChatMessage]]:
+def exchange_messages(
+    room: Sequence[Persona], speaker_id: str, user_text: str, reply: str
+) -> dict[str, list[ChatMessage]]:
     """What each persona's history gains from one exchange, to append in order.
 
     The speaker gets the usual user/assistant pair. The others get the user's
@@ -109,15 +110,18 @@ def exchange_messages(room: Sequence[Persona], speaker_id: str, user_text: str,
     if speaker_id not in by_id:
         raise ValueError(f"speaker {speaker_id!r} is not in the room")
     speaker = by_id[speaker_id]
+    # A reply to the conversation as it stands (no new user words, e.g. a Realtime
+    # client's response.create) adds no user message.
+    asked = [ChatMessage("user", user_text)] if user_text else []
     out: dict[str, list[ChatMessage]] = {}
     for persona in room:
         if persona.id == speaker_id:
             # An empty assistant turn (cut off before a word was heard) teaches the model
             # to answer with nothing: leave it out.
             said = [ChatMessage("assistant", reply)] if reply.strip() else []
-            out[persona.id] = [ChatMessage("user", user_text), *said]
+            out[persona.id] = [*asked, *said]
         else:
-            heard = [ChatMessage("user", user_text)]
+            heard = list(asked)
             if reply.strip():
                 heard.append(overheard(speaker.name, reply))
             out[persona.id] = heard

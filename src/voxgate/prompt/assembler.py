@@ -45,7 +45,10 @@ def sha256_text(text: str) -> str:
 
 
 def persona_sources(
-    persona: Persona, memory_summary: str = "", speaker_names: Sequence[str] = ()
+    persona: Persona,
+    memory_summary: str = "",
+    speaker_names: Sequence[str] = (),
+    session_instructions: str = "",
 ) -> list[PromptSource]:
     """The INVARIANT and SEMI_STABLE sources of a persona's system message."""
     identity = persona.instructions.strip()
@@ -68,6 +71,10 @@ def persona_sources(
             f"\n{memory_summary.strip()}"
         )
         sources.append(PromptSource(Tier.SEMI_STABLE, 2, "memory", memory))
+    if session_instructions.strip():
+        # A client's own instructions (a Realtime session.update): after the persona's
+        # identity, so changing them never invalidates the persona's stable prefix.
+        sources.append(PromptSource(Tier.SEMI_STABLE, 3, "session", session_instructions.strip()))
     return sources
 
 
@@ -123,6 +130,7 @@ class PromptAssembler:
         user_text: str,
         memory_summary: str = "",
         speaker_names: Sequence[str] = (),
+        session_instructions: str = "",
     ) -> AssembledPrompt:
         """``history`` is the whole conversation so far (append-only), without ``user_text``."""
         if len(history) < self._dropped.get(persona.id, 0):
@@ -133,7 +141,14 @@ class PromptAssembler:
         names = tuple(sorted(speaker_names))
 
         def fingerprint() -> tuple[object, ...]:
-            return (persona, user_text, memory_summary, names, self._dropped.get(persona.id, 0))
+            return (
+                persona,
+                user_text,
+                memory_summary,
+                names,
+                session_instructions,
+                self._dropped.get(persona.id, 0),
+            )
 
         cached = self.cache.get(key, fingerprint())
         if cached is not None:
@@ -143,7 +158,7 @@ class PromptAssembler:
         dropped = self._dropped.get(persona.id, 0)
         window = list(history[dropped:])
 
-        sources = persona_sources(persona, memory_summary, speaker_names)
+        sources = persona_sources(persona, memory_summary, speaker_names, session_instructions)
         invariant = join_tier(sources, Tier.INVARIANT)
         semi = join_tier(sources, Tier.SEMI_STABLE)
         system = f"{invariant}\n\n{semi}" if semi else invariant

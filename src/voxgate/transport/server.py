@@ -13,9 +13,11 @@ import signal
 import sys
 import time
 import webbrowser
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
+from typing import Any, Protocol
 
 from aiohttp import WSCloseCode, WSMessage, WSMsgType, web
 from aiohttp.typedefs import Handler
@@ -24,6 +26,7 @@ from voxgate.config import SessionConfig, sequential_config
 from voxgate.engines import Engines, load_default_engines
 from voxgate.native_memory import MemoryRelease
 from voxgate.protocol.frames import MAX_FRAME_BYTES
+from voxgate.realtime.adapter import RealtimeConnection
 from voxgate.session import INPUT_RATE
 from voxgate.transport.access_log import no_referrer
 from voxgate.transport.binary_protocol import BinaryProtocolSession, CloseSession
@@ -82,9 +85,25 @@ ENGINES: web.AppKey[Engines] = web.AppKey("engines", Engines)
 SETTINGS: web.AppKey[GatewaySettings] = web.AppKey("settings", GatewaySettings)
 
 
+class Connection(Protocol):
+    """A socket's protocol adapter: the native binary one or the Realtime API's."""
+
+    id: str
+
+    @property
+    def ready(self) -> bool: ...
+
+    @property
+    def outbox(self) -> Any: ...
+
+    def error(self, code: str, message: str) -> None: ...
+
+    async def close(self) -> None: ...
+
+
 @dataclass
 class LiveSessions:
-    sessions: set[BinaryProtocolSession] = field(default_factory=set)
+    sessions: set[Connection] = field(default_factory=set)
     # Their sockets, so that shutdown can close them: an open WebSocket otherwise holds
     # runner.cleanup() for aiohttp's whole shutdown timeout.
     sockets: set[web.WebSocketResponse] = field(default_factory=set)
@@ -209,10 +228,77 @@ async def voice_socket(request: web.Request) -> web.StreamResponse:
     ws = web.WebSocketResponse(max_msg_size=WS_HARD_LIMIT, heartbeat=30)
     await ws.prepare(request)
     session = BinaryProtocolSession(request.app[ENGINES], ws.send_bytes, settings.base_config)
+    limiter = AudioRateLimiter(INPUT_RATE)
+
+    async def handle(msg: WSMessage, now: float) -> bool:
+        return await _on_socket_message(ws, session, limiter, msg, now)
+
+    await _run_socket(request, ws, session, handle)
+    return ws
+
+
+async def realtime_socket(request: web.Request) -> web.StreamResponse:
+    """The OpenAI Realtime API (docs/realtime.md): ``/v1/realtime?model=<persona>``."""
+    settings, sessions = request.app[SETTINGS], request.app[SESSIONS].sessions
+    if not _token_ok(settings, request):
+        raise web.HTTPUnauthorized(
+            text="missing or wrong token: send 'Authorization: Bearer <token printed by "
+            "voxgate serve>' (the openai SDK's api_key) or ?token=<token>"
+        )
+    if len(sessions) >= settings.max_sessions:
+        raise web.HTTPServiceUnavailable(text=f"server full ({settings.max_sessions} sessions)")
+    beta = "realtime=v1" in request.headers.get("OpenAI-Beta", "").replace(" ", "")
+    ws = web.WebSocketResponse(max_msg_size=WS_HARD_LIMIT, heartbeat=30)
+    await ws.prepare(request)
+    conn = RealtimeConnection(request.app[ENGINES], ws.send_str, settings.base_config, beta=beta)
+    try:
+        await conn.start(request.query.get("model"))
+    except (KeyError, ValueError) as exc:
+        message = exc.args[0] if exc.args else str(exc)
+        conn.error("invalid_model", str(message))
+        await conn.outbox.flush()
+        await conn.close()
+        await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"unknown model")
+        return ws
+
+    async def handle(msg: WSMessage, now: float) -> bool:
+        return await _on_realtime_message(conn, msg)
+
+    await _run_socket(request, ws, conn, handle)
+    return ws
+
+
+async def _on_realtime_message(conn: RealtimeConnection, msg: WSMessage) -> bool:
+    if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
+        return False
+    if msg.type is WSMsgType.BINARY:
+        conn.error("invalid_event", "send JSON text events (docs/realtime.md), not binary")
+        await conn.outbox.flush()
+        return True
+    if msg.type is not WSMsgType.TEXT:
+        return True
+    try:
+        await conn.on_text(msg.data)
+    except ConnectionResetError:
+        raise
+    except Exception:  # a bug hit by one event costs that event, not the session
+        log.exception("session %s failed on an event", conn.id)
+        conn.error("internal", "the server failed on this event (see its log); go on")
+        await conn.outbox.flush()
+    return True
+
+
+async def _run_socket(
+    request: web.Request,
+    ws: web.WebSocketResponse,
+    session: Connection,
+    handle: Callable[[WSMessage, float], Awaitable[bool]],
+) -> None:
+    """Read ``ws`` until it closes or a deadline passes; ``session`` closes after."""
+    settings, sessions = request.app[SETTINGS], request.app[SESSIONS].sessions
     sessions.add(session)
     request.app[SESSIONS].sockets.add(ws)
     log.info("session %s opened from %s", session.id, request.remote)
-    limiter = AudioRateLimiter(INPUT_RATE)
     opened = last_heard = time.monotonic()
     try:
         while True:
@@ -227,11 +313,9 @@ async def voice_socket(request: web.Request) -> web.StreamResponse:
             limit = SEND_STALL_S if session.ready else max(deadline - last_heard, 1.0)
             try:
                 async with asyncio.timeout(limit):
-                    go_on = await _on_socket_message(ws, session, limiter, msg, last_heard)
+                    go_on = await handle(msg, last_heard)
             except TimeoutError:
-                log.warning(
-                    "session %s: the client stopped reading; dropped", session.id
-                )
+                log.warning("session %s: the client stopped reading; dropped", session.id)
                 _abort(request)
                 break
             if not go_on:
@@ -247,7 +331,6 @@ async def voice_socket(request: web.Request) -> web.StreamResponse:
         log.info("session %s closed", session.id)
         if settings.release_memory:
             request.app[MEMORY_RELEASE].soon()
-    return ws
 
 
 async def _on_socket_message(
@@ -300,7 +383,7 @@ def _abort(request: web.Request) -> None:
 
 
 def _read_deadline(
-    settings: GatewaySettings, session: BinaryProtocolSession, opened: float, last_heard: float
+    settings: GatewaySettings, session: Connection, opened: float, last_heard: float
 ) -> float:
     """Until hello, the handshake deadline counts from the upgrade (sending other frames
     does not extend it); after it, the idle deadline from the last message."""
@@ -330,7 +413,7 @@ async def _receive_until(ws: web.WebSocketResponse, deadline: float) -> WSMessag
 async def _close_silent(
     request: web.Request,
     ws: web.WebSocketResponse,
-    session: BinaryProtocolSession,
+    session: Connection,
     settings: GatewaySettings,
 ) -> None:
     if session.ready:
@@ -373,6 +456,7 @@ def create_app(engines: Engines, settings: GatewaySettings) -> web.Application:
     app[MEMORY_RELEASE] = MemoryRelease()
     app.router.add_get("/", index)
     app.router.add_get("/ws", voice_socket)
+    app.router.add_get("/v1/realtime", realtime_socket)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/{name}", static_file)

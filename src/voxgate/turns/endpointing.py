@@ -57,6 +57,8 @@ class EndpointConfig:
     use_score: bool = False
     mid_delay_ms: int = 800
     score_threshold: float = 0.5
+    # Speech starts above this VAD probability and ends below it minus the hysteresis.
+    speech_on: float = SPEECH_ON
 
 
 _CONTINUATION = frozenset(
@@ -175,7 +177,9 @@ class Endpointer:
 
     def update(self, window_end: int, window_len: int, prob: float) -> list[TurnEvent]:
         events: list[TurnEvent] = []
-        threshold = SPEECH_OFF if self.phase is Phase.SPEAKING else SPEECH_ON
+        on = self.config.speech_on
+        speaking = self.phase is Phase.SPEAKING
+        threshold = max(on - (SPEECH_ON - SPEECH_OFF), 0.01) if speaking else on
         is_speech = prob >= threshold
         if is_speech:
             self._speech_run += 1

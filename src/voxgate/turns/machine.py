@@ -264,6 +264,7 @@ class MachineConfig:
     max_utterance_ms: int = 30000
     preroll_ms: int = 300  # audio kept before speech start for the decode
     hold_on_speech: bool = True  # hold a reply's audio while the user speaks over it
+    vad_threshold: float = 0.5  # VAD probability at which speech starts
 
 
 def normalize(text: str) -> str:
@@ -337,6 +338,7 @@ class TurnMachine:
             c.rate,
             use_score=c.turn_score,
             mid_delay_ms=c.endpoint_mid_ms,
+            speech_on=c.vad_threshold,
         )
 
     def configure(self, config: MachineConfig) -> None:
@@ -510,8 +512,12 @@ class TurnMachine:
         if partial is not None and partial.end > event.speech_end:
             self._cancel_interim(utt, actions)
             return _Decode(
-                self._next_id(), utt.utterance, event.speech_end, partial.end,
-                partial.text, source="partial",
+                self._next_id(),
+                utt.utterance,
+                event.speech_end,
+                partial.end,
+                partial.text,
+                source="partial",
             )
         for running in (utt.tail, utt.interim):
             if running is not None and running.end > event.speech_end:
