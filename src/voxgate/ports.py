@@ -44,12 +44,21 @@ class ReplyText:
 class Transcript:
     text: str
     final: bool
+    utterance: int | None = None  # the utterance it transcribes (None: unknown)
 
 
 @dataclass(frozen=True, slots=True)
 class SpeechActivity:
     speaking: bool
     audio_ms: int
+    utterance: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UtteranceDropped:
+    """An utterance that will not become a turn (a cough, no words, a failed decode)."""
+
+    utterance: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +93,7 @@ class TurnDone:
 class SessionError:
     code: str
     message: str
+    turn: int | None = None  # the turn it ended, if it is a turn's error
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +126,7 @@ OutputMessage = (
     | SessionError
     | ConfigChanged
     | SessionReady
+    | UtteranceDropped
 )
 
 
@@ -174,7 +185,12 @@ class Outbox(Generic[Wire]):
                 await self._wake.wait()
             message = self._queue.popleft()
             try:
-                for data in self.encode(message):
+                encoded = self.encode(message)
+            except Exception:  # a message that cannot be encoded costs that message only
+                log.exception("outbox: could not encode %s", type(message).__name__)
+                continue
+            try:
+                for data in encoded:
                     await self.send(data)
             except (ConnectionError, RuntimeError) as exc:
                 # The peer is gone: nothing more can be delivered, and nothing should wait.
@@ -183,7 +199,7 @@ class Outbox(Generic[Wire]):
                 self._queue.clear()
                 self._idle.set()
                 return
-            except Exception:  # a message that cannot be encoded costs that message only
+            except Exception:  # e.g. a value the socket refuses: that message only
                 log.exception("outbox: could not send %s", type(message).__name__)
 
     async def flush(self) -> None:

@@ -48,6 +48,7 @@ from voxgate.ports import (
     TurnDone,
     TurnReport,
     TurnStarted,
+    UtteranceDropped,
 )
 from voxgate.prompt.assembler import AssembledPrompt, PromptAssembler
 from voxgate.quality.checks import ReplyContext, reply_context
@@ -72,6 +73,9 @@ MAX_USER_TEXT = 2000  # a typed turn; longer input is a paste, not a conversatio
 # The persona's replies a new one must not repeat: all of them, in practice (the
 # history is compacted long before this).
 GUARD_REPLY_WINDOW = 64
+# What a client may add to the context without replies (Realtime items): the prompt only
+# ever holds the recent part, but the session keeps all of it.
+MAX_CONTEXT_CHARS = 500_000
 
 
 @dataclass(slots=True)
@@ -214,6 +218,8 @@ class Session:
         self._typed_options: ReplyOptions | None = None  # for the typed turn being committed
         self._served_through = 0  # the last turn the speaker has taken from the queue
         self._later: list[str] = []  # user messages added while a reply was being made
+        # The message each persona's history got for the last reply: a cut corrects these.
+        self._reply_messages: dict[str, ChatMessage] = {}
         # A new seed per reply: a retry or a repeated question does not get the same sample.
         self._seeds = random.Random(self.config.seed)
 
@@ -242,6 +248,8 @@ class Session:
         """Apply a client's config update (ValueError: nothing of it is applied)."""
         config = updated_config(self.config, update)
         check_models(self.engines, config)
+        if "seed" in update:  # a new seed starts its sequence over, as at the start
+            self._seeds = random.Random(config.seed)
         self.config = config
         self.machine.configure(machine_config(self.config))
         self._audio.grow(self._ring_capacity(self.config))
@@ -290,6 +298,12 @@ class Session:
         ``conversation.item.create``); the next reply answers them."""
         if not text.strip():
             return
+        held = sum(len(m.content) for m in self.history) + sum(map(len, self._later))
+        if held + len(text) > MAX_CONTEXT_CHARS:
+            raise ValueError(
+                f"the conversation holds {held} characters, the most is {MAX_CONTEXT_CHARS}: "
+                "delete items or start a new session"
+            )
         if self._speaking is not None or self._served_through < self.machine.turns:
             # A reply is being made: its exchange goes into the context first, so these
             # words follow it (as they followed it in time), not the question it answers.
@@ -303,6 +317,9 @@ class Session:
 
     def forget_message(self, role: str, content: str) -> bool:
         """Take the newest message of ``role`` with ``content`` out of every context."""
+        if role == "user" and content in self._later:
+            self._later.remove(content)
+            return True
         found = False
         for history in self.histories.values():
             for i in range(len(history) - 1, -1, -1):
@@ -317,14 +334,17 @@ class Session:
                     del history[i]
                     found = True
                     break
+        if found:
+            self.assembler.history_edited()
         return found
 
     def cancel_reply(self) -> list[int]:
         """Stop the reply speaking now and every committed turn not yet answered (a
         Realtime ``response.cancel``); the turns cancelled, each still ends with DONE."""
         cancelled = []
-        if (handle := self._speaking) is not None and not handle.interrupted:
-            self._interrupt(handle.turn)
+        if (handle := self._speaking) is not None:
+            if not handle.interrupted:  # already cut (a barge-in): it is ending anyway
+                self._interrupt(handle.turn)
             cancelled.append(handle.turn)
         for turn in range(self._served_through + 1, self.machine.turns + 1):
             self._skip.add(turn)
@@ -341,7 +361,9 @@ class Session:
         if not handle.interrupted:
             self._interrupt(turn)
             return handle.heard
-        heard = handle.heard_text(min(played_ms, handle.sent_ms))  # cut again, shorter
+        heard = handle.heard_text(min(played_ms, handle.sent_ms))
+        if handle.heard is not None and len(heard.split()) >= len(handle.heard.split()):
+            return handle.heard  # a cut only ever shortens what was kept
         handle.heard = heard
         if handle is self._last_handle:
             self._correct_last_reply(handle.run.speaker_id, heard)
@@ -372,9 +394,11 @@ class Session:
             metrics = TurnMetrics(0, self.persona.id, self.config.mode)
             metrics.stamp("speech_start", self.clock.sample_ms(action.speech_start))
             self._utterances[action.utterance] = metrics
-            self.port.emit(SpeechActivity(True, round(self.clock.sample_ms(action.at))))
+            at_ms = round(self.clock.sample_ms(action.at))
+            self.port.emit(SpeechActivity(True, at_ms, action.utterance))
         elif isinstance(action, tm.SpeechPaused):
-            self.port.emit(SpeechActivity(False, round(self.clock.sample_ms(action.at))))
+            at_ms = round(self.clock.sample_ms(action.at))
+            self.port.emit(SpeechActivity(False, at_ms, action.utterance))
         elif isinstance(action, tm.StartDecode):
             audio = self._audio.slice(action.start, action.end)
             decode = self._decode(action, audio, self._utterances.get(action.utterance))
@@ -386,7 +410,7 @@ class Session:
             if (stale := self._decodes.pop(action.decode_id, None)) is not None:
                 stale.cancel()
         elif isinstance(action, tm.ShowTranscript):
-            self.port.emit(Transcript(action.text, action.final))
+            self.port.emit(Transcript(action.text, action.final, action.utterance))
         elif isinstance(action, tm.PrimePartial):
             self._prime_partial(action.text)
         elif isinstance(action, tm.TranscriptReady):
@@ -409,6 +433,7 @@ class Session:
             self._commit(action)
         elif isinstance(action, tm.DiscardUtterance):
             self._utterances.pop(action.utterance, None)
+            self.port.emit(UtteranceDropped(action.utterance))
             if action.error is not None:
                 self.port.emit(SessionError("stt_failed", action.error))
         elif isinstance(action, tm.Interrupt):
@@ -511,23 +536,26 @@ class Session:
     async def _serve(self, queued: QueuedTurn) -> None:
         """Speak one committed turn; always ends with its metrics and DONE."""
         self._served_through = queued.turn
+        run: ReplyRun | None = None
         try:
             run = self._reply_for(queued)
+            handle = SpeechHandle(
+                turn=queued.turn,
+                run=run,
+                metrics=queued.metrics,
+                port=self.port,
+                clock=self.clock,
+                rate=self.engines.tts.sample_rate,
+                lead_ms=self.config.output_lead_ms,
+                filler=self._filler_for(run),
+            )
         except Exception as exc:  # e.g. the prompt does not fit: the turn still ends
             log.exception("session %s: no reply for turn %d", self.id, queued.turn)
+            if run is not None:
+                await run.close()
             self.port.emit(TurnStarted(queued.turn, queued.text, queued.options.speak))
             self._end_without_reply(queued, f"internal: {exc}")
             return
-        handle = SpeechHandle(
-            turn=queued.turn,
-            run=run,
-            metrics=queued.metrics,
-            port=self.port,
-            clock=self.clock,
-            rate=self.engines.tts.sample_rate,
-            lead_ms=self.config.output_lead_ms,
-            filler=self._filler_for(run),
-        )
         handle.hold(self.machine.holding() == queued.turn)  # the user already speaks over it
         self._speaking = handle
         self.port.emit(TurnStarted(queued.turn, queued.text, run.speak))
@@ -561,7 +589,7 @@ class Session:
             self._append_user(text)
         if metrics.error:
             code, _, message = metrics.error.partition(": ")
-            self.port.emit(SessionError(code, message))
+            self.port.emit(SessionError(code, message, turn))
         self.port.emit(TurnReport(turn, event if event is not None else metrics.event()))
         self.port.emit(TurnDone(turn))
         self._step(tm.ReplyFinished(turn, plays_until))
@@ -727,32 +755,36 @@ class Session:
     def _finish_turn(self, handle: SpeechHandle) -> None:
         """History, memory, trace, metrics and DONE: synchronous, so nothing interleaves."""
         metrics, run = handle.metrics, handle.run
-        wait = metrics.durations().get("answer_after_commit")
-        if wait is not None and not handle.interrupted:
-            self._recent_waits.append(wait)
-        if self.closed and not handle.interrupted:  # cut off by a disconnect or shutdown
-            played, source = handle.played_ms()
-            handle.heard, metrics.playback = handle.heard_text(played), source
-            handle.interrupted = metrics.interrupted = True
-        reply = handle.heard if handle.heard is not None else run.generated.strip()
-        metrics.stamp("reply_end", self.clock.now_ms())
-        metrics.reply = reply
-        metrics.error = handle.error or run.error
-        metrics.guard = [h.as_dict() for h in run.guard.hits] if run.guard is not None else []
-        metrics.playback = metrics.playback or handle.played_ms()[1]
-        self._last_handle = handle
-        event = metrics.event()  # built once: for the trace and for the client
+        event: dict[str, Any] | None = None
         try:
+            wait = metrics.durations().get("answer_after_commit")
+            if wait is not None and not handle.interrupted:
+                self._recent_waits.append(wait)
+            if self.closed and not handle.interrupted:  # cut off by a disconnect or shutdown
+                played, source = handle.played_ms()
+                handle.heard, metrics.playback = handle.heard_text(played), source
+                handle.interrupted = metrics.interrupted = True
+            reply = handle.heard if handle.heard is not None else run.generated.strip()
+            metrics.stamp("reply_end", self.clock.now_ms())
+            metrics.reply = reply
+            metrics.error = handle.error or run.error
+            metrics.guard = [h.as_dict() for h in run.guard.hits] if run.guard is not None else []
+            metrics.playback = metrics.playback or handle.played_ms()[1]
+            self._last_handle = handle
+            event = metrics.event()  # built once: for the trace and for the client
             self._remember(run.speaker_id, metrics, event)
         finally:  # whatever failed above, the client learns that the turn is over
             self._end_turn(handle.turn, metrics, self._plays_until(handle), event)
 
     def _remember(self, speaker: str, metrics: TurnMetrics, event: dict[str, Any]) -> None:
         """The turn into every persona's history, the memory store and the trace."""
+        self._reply_messages = {}
         for persona_id, messages in exchange_messages(
             self.room, speaker, metrics.transcript, metrics.reply
         ).items():
             self.histories.setdefault(persona_id, []).extend(messages)
+            if metrics.reply.strip() and messages:  # the reply is the last one it added
+                self._reply_messages[persona_id] = messages[-1]
         self._last_speaker = speaker
         if self.engines.memory_writer is not None:
             self._turn_ref = self.engines.memory_writer.record_turn(
@@ -794,20 +826,24 @@ class Session:
             )
 
     def _correct_last_reply(self, speaker_id: str, heard: str) -> None:
+        """The last reply was heard only up to ``heard``: correct the very messages it
+        added (later user messages may follow them)."""
         speaker = self.engines.persona(speaker_id)
-        for persona_id, history in self.histories.items():
-            if not history:
-                continue
-            if persona_id == speaker_id and history[-1].role == "assistant":
-                replacement = ChatMessage("assistant", heard)
-            elif history[-1].content.startswith(f"{speaker.name}: "):
-                replacement = overheard(speaker.name, heard)
-            else:
+        for persona_id, said in list(self._reply_messages.items()):
+            history = self.histories.get(persona_id, [])
+            at = next((i for i in range(len(history) - 1, -1, -1) if history[i] is said), None)
+            if at is None:  # deleted by the client meanwhile
                 continue
             if heard.strip():
-                history[-1] = replacement
+                mine = persona_id == speaker_id
+                history[at] = (
+                    ChatMessage("assistant", heard) if mine else overheard(speaker.name, heard)
+                )
+                self._reply_messages[persona_id] = history[at]
             else:  # nothing was heard: as if it had not been said (see exchange_messages)
-                history.pop()
+                del history[at]
+                del self._reply_messages[persona_id]
+        self.assembler.history_edited()
         if self.engines.memory_writer is not None and self._turn_ref is not None:
             self.engines.memory_writer.correct_reply(self._turn_ref, heard)
 

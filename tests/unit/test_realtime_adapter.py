@@ -73,9 +73,15 @@ def run(scenario: Callable[[], Any]) -> Any:
 
 
 def validate(events: list[dict[str, Any]], adapter: TypeAdapter[Any]) -> None:
+    """Every event as the SDK types it; every new item's previous_item_id names the item
+    added just before it on the wire."""
+    last_added = None
     for event in events:
         if not event["type"].startswith("voxgate."):  # our extra, unknown to the SDK
             adapter.validate_python(event)
+        if event["type"] in ("conversation.item.added", "conversation.item.created"):
+            assert event["previous_item_id"] == last_added, event
+            last_added = event["item"]["id"]
 
 
 def test_text_turn_events_validate_and_come_in_order() -> None:
@@ -102,6 +108,7 @@ def test_text_turn_events_validate_and_come_in_order() -> None:
     tail = [t for t in wire.types()[4:] if not t.endswith(".delta")]
     assert tail == [
         "response.created",
+        "rate_limits.updated",
         "response.output_item.added",
         "conversation.item.added",
         "response.content_part.added",
@@ -376,3 +383,114 @@ def test_bad_events_get_documented_errors(event: dict[str, Any], code: str) -> N
     assert bad["error"]["code"] == code and bad["error"]["event_id"] == "evt_bad"
     assert unparsable["error"]["code"] == "invalid_json"
     assert conn.settings.instructions == ""  # nothing of a refused update applied
+
+
+def test_words_added_after_a_reply_survive_its_truncation() -> None:
+    reply = "One two three four five six seven eight nine ten."
+    engines = fake_engines(FakeSTT(lambda s: ""), FakeLLM(reply=reply), FakeTTS(ms_per_char=20))
+
+    async def scenario() -> tuple[Wire, RealtimeConnection]:
+        conn, wire = await opened(engines)
+        await send(conn, type="conversation.item.create", item=user_text("Count."))
+        await send(conn, type="response.create")
+        item_id = (await wire.wait_for("response.output_item.done"))["item"]["id"]
+        await wire.wait_for("response.done")
+        await send(conn, type="conversation.item.create", item=user_text("Later words."))
+        await send(
+            conn, type="conversation.item.truncate", item_id=item_id, content_index=0,
+            audio_end_ms=300,
+        )  # fmt: skip
+        return wire, conn
+
+    wire, conn = run(scenario)
+    validate(wire.events, GA_EVENT)
+    assert conn.session is not None
+    history = [(m.role, m.content) for m in conn.session.history]
+    assert history[0] == ("user", "Count.") and history[2] == ("user", "Later words.")
+    assert history[1][0] == "assistant" and reply.startswith(history[1][1])
+    assert len(history[1][1].split()) < len(reply.split())
+
+
+def test_deleting_system_and_function_items_takes_their_context() -> None:
+    engines = fake_engines(FakeSTT(lambda s: ""))
+
+    async def scenario() -> RealtimeConnection:
+        conn, wire = await opened(engines)
+        system = {"type": "message", "role": "system",
+                  "content": [{"type": "input_text", "text": "Speak slowly."}]}  # fmt: skip
+        await send(conn, type="conversation.item.create", item=system)
+        result = {"type": "function_call_output", "call_id": "c1", "output": "42"}
+        await send(conn, type="conversation.item.create", item=result)
+        await send(conn, type="conversation.item.create", item=user_text("Stay."))
+        for added in wire.of("conversation.item.added")[:2]:
+            await send(conn, type="conversation.item.delete", item_id=added["item"]["id"])
+        return conn
+
+    conn = run(scenario)
+    assert conn.session is not None
+    assert [m.content for m in conn.session.history] == ["Stay."]
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        {"type": "session.update", "session": {"audio": {"input": {"format": {"type": ["x"]}}}}},
+        {
+            "type": "session.update",
+            "session": {"turn_detection": {"type": "semantic_vad", "eagerness": ["high"]}},
+        },
+        {"type": "session.update", "session": {"output_modalities": ["audio", [1]]}},
+        {"type": "response.create", "response": {"output_modalities": [{"a": 1}]}},
+        {"type": "conversation.item.truncate", "item_id": "x", "audio_end_ms": 10**400},
+        {
+            "type": "conversation.item.create",
+            "item": {"type": "message", "role": "user", "content": ["text"]},
+        },
+    ],
+)
+def test_hostile_json_gets_a_clear_error_not_an_internal_one(event: dict[str, Any]) -> None:
+    engines = fake_engines(FakeSTT(lambda s: ""))
+
+    async def scenario() -> Wire:
+        conn, wire = await opened(engines)
+        await send(conn, **event)
+        return wire
+
+    wire = run(scenario)
+    (error,) = wire.of("error")
+    assert error["error"]["type"] == "invalid_request_error"
+    assert error["error"]["code"] in ("invalid_value", "item_not_found")
+
+
+def test_each_utterance_gets_its_own_user_item() -> None:
+    from voxgate.ports import SpeechActivity, Transcript, UtteranceDropped
+    from voxgate.realtime.audio_formats import PCM24
+    from voxgate.realtime.conversation import Conversation
+    from voxgate.realtime.responses import ResponseEncoder
+
+    encoder = ResponseEncoder(Conversation(), 16000, PCM24)
+    first = encoder.encode(SpeechActivity(True, 100, utterance=1))[0]["item_id"]
+    encoder.encode(Transcript("a cough", False, utterance=1))
+    encoder.encode(UtteranceDropped(1))
+    second = encoder.encode(SpeechActivity(True, 900, utterance=2))[0]["item_id"]
+    delta = encoder.encode(Transcript("hello", False, utterance=2))
+    assert first != second
+    assert delta[0]["delta"] == "hello"  # not held back by the dropped utterance's text
+    committed = encoder.encode(Transcript("hello there", True, utterance=2))
+    assert committed[0]["item_id"] == second
+
+
+def test_an_unrelated_error_does_not_fail_a_reply() -> None:
+    from voxgate.ports import SessionError, TurnDone, TurnStarted
+    from voxgate.realtime.audio_formats import PCM24
+    from voxgate.realtime.conversation import Conversation
+    from voxgate.realtime.responses import ResponseEncoder
+
+    encoder = ResponseEncoder(Conversation(), 16000, PCM24)
+    encoder.encode(TurnStarted(1, "hi"))
+    encoder.encode(SessionError("stt_failed", "another utterance failed"))
+    done = encoder.encode(TurnDone(1))[-1]
+    assert done["response"]["status"] == "completed"
+    encoder.encode(TurnStarted(2, "hi"))
+    encoder.encode(SessionError("llm_failed", "no answer", turn=2))
+    assert encoder.encode(TurnDone(2))[-1]["response"]["status"] == "failed"

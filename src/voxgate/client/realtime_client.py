@@ -2,8 +2,9 @@
 protocol: the same real-time pacing, turn logic and client-side voice-to-voice clock,
 so that ``voxgate bench latency --realtime`` compares the two transports on equal terms.
 
-Audio goes up as base64 PCM16 at 24 kHz (resampled from the 16 kHz test speech with
-soxr) and comes back the same way. The Realtime API has no playback reports: the
+Audio goes up as base64 PCM16 at 24 kHz (each 16 kHz test utterance resampled whole
+before it is streamed, as a 24 kHz microphone would deliver it) and comes back the
+same way. The Realtime API has no playback reports: the
 server estimates playback, as for a protocol-1 client.
 """
 
@@ -17,10 +18,10 @@ import time
 from typing import Any
 
 import aiohttp
+import numpy as np
 
-from voxgate.audio.pcm import FloatArray, float_to_pcm16
+from voxgate.audio.pcm import FloatArray, float_to_pcm16, resample
 from voxgate.client.converse import RATE, TurnResult, VoiceClient, with_token
-from voxgate.realtime.audio_formats import Resampler
 
 REALTIME_RATE = 24000
 
@@ -29,7 +30,8 @@ class RealtimeVoiceClient(VoiceClient):
     def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         super().__init__(ws, protocol=1)
         self.output_rate = REALTIME_RATE
-        self._upsample = Resampler(RATE, REALTIME_RATE)
+        self._prepared: FloatArray | None = None  # the utterance being streamed, at 24 kHz
+        self._sent = 0
         self._turn_of: dict[str, int] = {}  # response id -> the session's turn number
 
     async def handshake(
@@ -43,8 +45,25 @@ class RealtimeVoiceClient(VoiceClient):
     async def _send(self, event: dict[str, Any]) -> None:
         await self.ws.send_str(json.dumps(event))
 
+    async def stream(
+        self, audio: FloatArray, stop: asyncio.Event | None = None, turn: TurnResult | None = None
+    ) -> float:
+        # A microphone captures at 24 kHz: the utterance is resampled whole, beforehand, so
+        # this client adds no resampler delay of its own (the server's is measured).
+        self._prepared, self._sent = resample(audio, RATE, REALTIME_RATE), 0
+        try:
+            return await super().stream(audio, stop, turn)
+        finally:
+            self._prepared = None
+
     async def send_audio(self, chunk: FloatArray) -> None:
-        pcm = float_to_pcm16(self._upsample.push(chunk))
+        n = len(chunk) * REALTIME_RATE // RATE  # 320 -> 480: the ratio is exact
+        if self._prepared is not None:
+            piece = self._prepared[self._sent : self._sent + n]
+            self._sent += n
+        else:  # the open microphone between utterances: silence
+            piece = np.zeros(n, dtype=np.float32)
+        pcm = float_to_pcm16(piece)
         await self._send(
             {"type": "input_audio_buffer.append", "audio": base64.b64encode(pcm).decode()}
         )

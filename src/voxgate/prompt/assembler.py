@@ -118,6 +118,13 @@ class PromptAssembler:
         )
         self._dropped: dict[str, int] = {}
         self._compactions: dict[str, int] = {}
+        self._epoch = 0  # bumped when a history is edited other than by appending
+
+    def history_edited(self) -> None:
+        """A history changed other than at its end (a cut reply, a deleted message): the
+        cached compositions and compaction offsets no longer describe it."""
+        self._epoch += 1
+        self._dropped.clear()
 
     @property
     def compactions(self) -> int:
@@ -137,7 +144,7 @@ class PromptAssembler:
             self._dropped[persona.id] = 0  # the history was replaced: a new conversation
 
         tail = sha256_text(f"{history[-1].role}\n{history[-1].content}") if history else ""
-        key = CacheKey(persona.id, self.conversation_id, len(history), tail)
+        key = CacheKey(persona.id, f"{self.conversation_id}#{self._epoch}", len(history), tail)
         names = tuple(sorted(speaker_names))
 
         def fingerprint() -> tuple[object, ...]:

@@ -9,6 +9,7 @@ protocol; with ``turn_detection: null`` the client commits and asks for replies.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -32,7 +33,7 @@ from voxgate.realtime.conversation import (
     user_text_item,
 )
 from voxgate.realtime.events import WireEvent, client_error, for_client
-from voxgate.realtime.responses import ResponseEncoder
+from voxgate.realtime.responses import ItemAdded, ItemTranscribed, ResponseEncoder
 from voxgate.realtime.settings import (
     OPENAI_VOICES,
     RealtimeSettings,
@@ -56,8 +57,13 @@ MIN_COMMIT_MS = 100  # OpenAI's own minimum for a manual commit
 EVENT_RATES = {
     "response.create": (1.0, 5),
     "conversation.item.create": (2.0, 10),
+    "conversation.item.truncate": (2.0, 10),
+    "conversation.item.delete": (2.0, 10),
     "session.update": (2.0, 10),
 }
+MAX_ID = 64  # a client's item and call ids
+MAX_FUNCTION_OUTPUT = 8000  # characters of a function_call_output kept in the context
+MAX_AUDIO_END_MS = 3_600_000
 OPENAI_MODEL_PREFIX = "gpt-"  # an OpenAI model name: the server's default persona
 
 
@@ -89,10 +95,14 @@ class RealtimeConnection:
         base_config: SessionConfig,
         *,
         beta: bool = False,
+        send_stall_s: float = 30.0,
     ) -> None:
         self.engines, self.base_config, self.beta = engines, base_config, beta
+        self.send_stall_s = send_stall_s
         self.id = "sess_" + uuid.uuid4().hex[:16]
         self.conversation = Conversation()
+        # Each client item's text as the session's context holds it, for delete.
+        self._context: dict[str, tuple[str, str]] = {}
         self.encoder = ResponseEncoder(
             self.conversation, engines.tts.sample_rate, RealtimeSettings("").output_format, beta
         )
@@ -107,6 +117,19 @@ class RealtimeConnection:
         self._event_limits = {
             kind: EventRateLimiter(per_s, burst) for kind, (per_s, burst) in EVENT_RATES.items()
         }
+        self.encoder.rate_limits = self._rate_limits
+
+    def _rate_limits(self) -> list[dict[str, Any]]:
+        """What ``rate_limits.updated`` reports: the responses this client may still ask for."""
+        limit = self._event_limits["response.create"]
+        return [
+            {
+                "name": "requests",
+                "limit": limit.burst,
+                "remaining": limit.remaining(time.monotonic()),
+                "reset_seconds": round(1 / limit.per_s, 3),
+            }
+        ]
 
     # -- what the server loop needs (transport/server.py) ------------------------------------
 
@@ -160,11 +183,16 @@ class RealtimeConnection:
     # -- client events ----------------------------------------------------------------------
 
     async def on_text(self, data: str) -> None:
-        """One client event (a text WebSocket message). Mistakes get an ``error`` event."""
+        """One client event (a text WebSocket message). Mistakes get an ``error`` event.
+
+        TimeoutError: the client has not taken this event's answers for ``send_stall_s``
+        (it stopped reading). Only the sending is bounded: a transcription may take longer.
+        """
         try:
             await self._dispatch(data)
         finally:
-            await self.outbox.flush()  # what this event caused is on the wire, in order
+            async with asyncio.timeout(self.send_stall_s):
+                await self.outbox.flush()  # what this event caused is on the wire, in order
 
     async def _dispatch(self, data: str) -> None:
         if len(data) > MAX_EVENT_CHARS:
@@ -242,7 +270,8 @@ class RealtimeConnection:
             return session.voice
         if name in self.engines.personas:
             voice = self.engines.personas[name].voice
-        elif ":" in name:
+        elif ":" in name and len(name) <= MAX_ID and not set(name) & set(",*"):
+            # One named voice; blends stay in persona files (each blend is a cached vector).
             engine, _, style = name.partition(":")
             voice = VoiceSpec(engine=engine, name=style)
         else:
@@ -304,28 +333,13 @@ class RealtimeConnection:
             )
         audio = np.concatenate(self._manual)
         self._manual, self._manual_samples = [], 0
-        item_id = new_id("item")
-        previous = self.conversation.add(user_audio_item(item_id, None))
-        self._send(
-            {
-                "type": "input_audio_buffer.committed",
-                "previous_item_id": previous,
-                "item_id": item_id,
-            }
-        )
-        await self._add_audio_item(session, item_id, previous, audio)
+        await self._add_audio_item(session, new_id("item"), audio, committed=True)
 
     async def _add_audio_item(
-        self, session: Session, item_id: str, previous: str | None, audio: FloatArray
+        self, session: Session, item_id: str, audio: FloatArray, *, committed: bool = False
     ) -> None:
         """A user audio item: announced, transcribed, then in the context."""
-        self._send(
-            {
-                "type": "conversation.item.added",
-                "previous_item_id": previous,
-                "item": user_audio_item(item_id, None),
-            }
-        )
+        self.outbox.emit(ItemAdded(user_audio_item(item_id, None), done=False, committed=committed))
         await self.outbox.flush()  # the client sees the item before the (slower) transcript
         try:
             text = (await self.engines.stt.transcribe(audio, Priority.STT_FINAL)).strip()
@@ -340,19 +354,9 @@ class RealtimeConnection:
                 }
             )
             return
-        item = user_audio_item(item_id, text)
-        self.conversation.update(item)
         session.add_user_message(text)
-        self._send(
-            {
-                "type": "conversation.item.input_audio_transcription.completed",
-                "item_id": item_id,
-                "content_index": 0,
-                "transcript": text,
-                "usage": {"type": "duration", "seconds": round(len(audio) / INPUT_RATE, 3)},
-            }
-        )
-        self._send({"type": "conversation.item.done", "previous_item_id": previous, "item": item})
+        self._context[item_id] = ("user", text)
+        self.outbox.emit(ItemTranscribed(user_audio_item(item_id, text), len(audio) / INPUT_RATE))
 
     async def _clear(self, session: Session, event: dict[str, Any]) -> None:
         self._manual, self._manual_samples = [], 0
@@ -365,6 +369,8 @@ class RealtimeConnection:
         kind = item.get("type", "message")
         given = item.get("id")
         item_id = given if isinstance(given, str) and given else new_id("item")
+        if len(item_id) > MAX_ID:
+            raise ClientMistake("invalid_value", f"item ids are at most {MAX_ID} characters")
         if item_id in self.conversation:
             raise ClientMistake("item_exists", f"an item with id {item_id!r} already exists")
         if kind == "function_call_output":
@@ -374,8 +380,14 @@ class RealtimeConnection:
                     "missing_required_parameter",
                     "a function_call_output needs string 'call_id' and 'output'",
                 )
-            session.add_user_message(f"(result of function call {call_id}) {output}")
-            self._announce(function_output_item(item_id, call_id, output))
+            if len(call_id) > MAX_ID or len(output) > MAX_FUNCTION_OUTPUT:
+                raise ClientMistake(
+                    "string_above_max_length",
+                    f"call_id may be {MAX_ID} and output {MAX_FUNCTION_OUTPUT} characters",
+                )
+            context = f"(result of function call {call_id}) {output}"
+            session.add_user_message(context)
+            self._announce(function_output_item(item_id, call_id, output), context)
             return
         if kind != "message" or item.get("role") not in ("user", "system"):
             raise ClientMistake(
@@ -398,6 +410,10 @@ class RealtimeConnection:
                 resampled = Resampler(self.settings.input_format.rate, INPUT_RATE).push(
                     int16_to_float(pcm), last=True
                 )
+                # The same budget as streamed audio: each second of it costs a transcription.
+                admission = self._audio_limit.admit(len(resampled), time.monotonic())
+                if admission in (Admission.DROP, Admission.DROP_REPORT):
+                    raise ClientMistake("rate_limited", self._audio_limit.report())
                 audio.append(resampled)
             else:
                 raise ClientMistake(
@@ -411,19 +427,16 @@ class RealtimeConnection:
                 "string_above_max_length", f"item text may be at most {MAX_USER_TEXT} characters"
             )
         if audio:
-            previous = self.conversation.add(user_audio_item(item_id, None))
-            await self._add_audio_item(session, item_id, previous, np.concatenate(audio))
+            await self._add_audio_item(session, item_id, np.concatenate(audio))
             return
-        if item["role"] == "system":
-            session.add_user_message(f"(instruction) {text}")
-        else:
-            session.add_user_message(text)
-        self._announce({**user_text_item(item_id, text), "role": item["role"]})
+        context = f"(instruction) {text}" if item["role"] == "system" else text
+        session.add_user_message(context)
+        self._announce({**user_text_item(item_id, text), "role": item["role"]}, context)
 
-    def _announce(self, item: dict[str, Any]) -> None:
-        previous = self.conversation.add(item)
-        self._send({"type": "conversation.item.added", "previous_item_id": previous, "item": item})
-        self._send({"type": "conversation.item.done", "previous_item_id": previous, "item": item})
+    def _announce(self, item: dict[str, Any], context: str) -> None:
+        """A client item, in the session's context as ``context``: on the wire in order."""
+        self._context[item["id"]] = ("user", context)
+        self.outbox.emit(ItemAdded(item))
 
     def _find(self, event: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         item_id = event.get("item_id")
@@ -435,13 +448,16 @@ class RealtimeConnection:
     async def _truncate(self, session: Session, event: dict[str, Any]) -> None:
         item_id, item = self._find(event)
         end_ms = event.get("audio_end_ms")
-        if type(end_ms) is not int or end_ms < 0:
+        if type(end_ms) is not int or not 0 <= end_ms <= MAX_AUDIO_END_MS:
             raise ClientMistake(
-                "invalid_value", "audio_end_ms must be an integer >= 0", "audio_end_ms"
+                "invalid_value",
+                f"audio_end_ms must be an integer from 0 to {MAX_AUDIO_END_MS}",
+                "audio_end_ms",
             )
         turn = self.conversation.turn_of.get(item_id)
         if item.get("role") != "assistant" or turn is None:
             raise ClientMistake("invalid_value", "only assistant audio items can be truncated")
+        self.encoder.cancelled.add(turn)  # if it is still speaking: the client cut it
         heard = session.truncate(turn, float(end_ms))
         if heard is None:
             raise ClientMistake(
@@ -468,10 +484,17 @@ class RealtimeConnection:
 
     async def _delete(self, session: Session, event: dict[str, Any]) -> None:
         item_id, item = self._find(event)
-        content = item.get("content") or [{}]
-        text = content[0].get("text") or content[0].get("transcript") or ""
+        if item.get("status") == "in_progress":
+            raise ClientMistake(
+                "invalid_value", "this reply is in progress: send response.cancel first"
+            )
+        role, text = self._context.pop(item_id, ("", ""))
+        if not role:  # a reply or a spoken turn: in the context as its transcript
+            content = item.get("content") or [{}]
+            role = str(item.get("role", "user"))
+            text = content[0].get("transcript") or content[0].get("text") or ""
         if text:
-            session.forget_message(str(item.get("role", "user")), text)
+            session.forget_message(role, text)
         self.conversation.delete(item_id)
         self._send({"type": "conversation.item.deleted", "item_id": item_id})
 

@@ -54,8 +54,9 @@ def parse_format(value: Any) -> AudioFormat:
                 return FORMATS[kind]
     elif isinstance(value, dict):
         named, rate = value.get("type"), value.get("rate")
-        if named in FORMATS and (rate is None or (named == PCM and rate == 24000)):
-            return FORMATS[named]
+        known = isinstance(named, str) and named in FORMATS
+        if known and (rate is None or (named == PCM and rate == 24000)):
+            return FORMATS[str(named)]
     raise ValueError(
         f"unsupported audio format {value!r}: use {{'type': 'audio/pcm', 'rate': 24000}}, "
         "{'type': 'audio/pcmu'} or {'type': 'audio/pcma'} (beta: pcm16, g711_ulaw, g711_alaw)"
@@ -147,13 +148,24 @@ def encode_audio(pcm: Int16Array, fmt: AudioFormat) -> str:
 # -- resampling ----------------------------------------------------------------------------
 
 
+def stream_quality(source: int, target: int) -> str:
+    """soxr's quality for a live stream: each step up holds more audio back. Measured
+    here in 20 ms chunks: 24 -> 16 kHz holds back 6 ms at MQ, 33 ms at HQ; 8 -> 16 kHz
+    75 ms at MQ, 0.2 ms at QQ. Speech for a VAD and Whisper loses nothing at MQ, and
+    telephone audio (nothing above 4 kHz) nothing at QQ's cubic interpolation."""
+    return "QQ" if min(source, target) <= 8000 else "MQ"
+
+
 class Resampler:
     """One continuous stream from ``source`` Hz to ``target`` Hz (float32 in [-1, 1])."""
 
-    def __init__(self, source: int, target: int) -> None:
+    def __init__(self, source: int, target: int, quality: str | None = None) -> None:
         self.source, self.target = source, target
+        quality = quality or stream_quality(source, target)
         self._stream = (
-            None if source == target else soxr.ResampleStream(source, target, 1, dtype="float32")
+            None
+            if source == target
+            else soxr.ResampleStream(source, target, 1, dtype="float32", quality=quality)
         )
 
     def push(self, samples: FloatArray, last: bool = False) -> FloatArray:

@@ -7,6 +7,7 @@ A session turn is one Realtime response with one assistant message item.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +23,7 @@ from voxgate.ports import (
     TurnDone,
     TurnReport,
     TurnStarted,
+    UtteranceDropped,
 )
 from voxgate.realtime.audio_formats import (
     AudioFormat,
@@ -36,6 +38,22 @@ from voxgate.realtime.conversation import (
     new_id,
     user_audio_item,
 )
+
+
+@dataclass(frozen=True, slots=True)
+class ItemAdded:
+    """A conversation item the client created (or committed): added here, in wire order,
+    so that ``previous_item_id`` is what the client saw before it."""
+
+    item: dict[str, Any]
+    done: bool = True  # False: its transcript follows (ItemTranscribed)
+    committed: bool = False  # from the input buffer: input_audio_buffer.committed first
+
+
+@dataclass(frozen=True, slots=True)
+class ItemTranscribed:
+    item: dict[str, Any]
+    seconds: float
 
 
 @dataclass
@@ -73,8 +91,10 @@ class ResponseEncoder:
     cancelled: set[int] = field(default_factory=set)  # turns the client cancelled
     responses: dict[int, Response] = field(default_factory=dict)
     turns_finished: int = 0
-    speech_item: str | None = None  # the user item the current utterance becomes
-    _interim: str = ""  # interim transcript text already sent as deltas
+    rate_limits: Callable[[], list[dict[str, Any]]] | None = None  # for rate_limits.updated
+    # The user item each utterance in progress becomes, and the interim text sent for it.
+    speech_items: dict[int | None, str] = field(default_factory=dict)
+    _interims: dict[int | None, str] = field(default_factory=dict)
 
     def encode(self, message: object) -> list[dict[str, Any]]:
         if isinstance(message, AudioOut):
@@ -100,19 +120,27 @@ class ResponseEncoder:
             return []
         if isinstance(message, SessionError):
             return self._error(message)
+        if isinstance(message, UtteranceDropped):  # never a turn: its item is never added
+            self.speech_items.pop(message.utterance, None)
+            self._interims.pop(message.utterance, None)
+            return []
+        if isinstance(message, ItemAdded):
+            return self._item_added(message)
+        if isinstance(message, ItemTranscribed):
+            return self._item_transcribed(message)
         if isinstance(message, TurnDone):
             return self._done(message.turn)
         return []  # SessionReady, ConfigChanged: the adapter answers those itself
 
     # -- the user's speech -------------------------------------------------------------
 
-    def _user_item(self) -> str:
-        if self.speech_item is None:
-            self.speech_item = new_id("item")
-        return self.speech_item
+    def _user_item(self, utterance: int | None) -> str:
+        if utterance not in self.speech_items:
+            self.speech_items[utterance] = new_id("item")
+        return self.speech_items[utterance]
 
     def _speech(self, message: SpeechActivity) -> list[dict[str, Any]]:
-        item_id = self._user_item()
+        item_id = self._user_item(message.utterance)
         if message.speaking:
             return [
                 {
@@ -130,13 +158,15 @@ class ResponseEncoder:
         ]
 
     def _transcript(self, message: Transcript) -> list[dict[str, Any]]:
-        item_id = self._user_item()
+        item_id = self._user_item(message.utterance)
         if not message.final:
             # Interim transcripts are re-decodes; deltas can only append, so only words
             # that extend what was sent go out (the completed event has the final text).
-            if not message.text.startswith(self._interim) or message.text == self._interim:
+            sent = self._interims.get(message.utterance, "")
+            if not message.text.startswith(sent) or message.text == sent:
                 return []
-            delta, self._interim = message.text[len(self._interim) :], message.text
+            delta = message.text[len(sent) :]
+            self._interims[message.utterance] = message.text
             return [
                 {
                     "type": "conversation.item.input_audio_transcription.delta",
@@ -145,7 +175,8 @@ class ResponseEncoder:
                     "delta": delta,
                 }
             ]
-        self.speech_item, self._interim = None, ""
+        self.speech_items.pop(message.utterance, None)
+        self._interims.pop(message.utterance, None)
         pending = user_audio_item(item_id, None)
         previous = self.conversation.add(pending)
         done = user_audio_item(item_id, message.text)
@@ -185,8 +216,14 @@ class ResponseEncoder:
             {"type": "audio", "transcript": ""} if response.speak else {"type": "text", "text": ""}
         )
         where = {"response_id": response.id, "item_id": response.item_id, "output_index": 0}
+        limits = (
+            [{"type": "rate_limits.updated", "rate_limits": self.rate_limits()}]
+            if self.rate_limits is not None
+            else []
+        )
         return [
             {"type": "response.created", "response": self._response_object(response, [])},
+            *limits,
             {
                 "type": "response.output_item.added",
                 "response_id": response.id,
@@ -241,10 +278,42 @@ class ResponseEncoder:
             event["voxgate_filler"] = True
         return [event]
 
+    def _item_added(self, message: ItemAdded) -> list[dict[str, Any]]:
+        item = message.item
+        previous = self.conversation.add(item)
+        events: list[dict[str, Any]] = []
+        if message.committed:
+            events.append(
+                {
+                    "type": "input_audio_buffer.committed",
+                    "previous_item_id": previous,
+                    "item_id": item["id"],
+                }
+            )
+        where = {"previous_item_id": previous, "item": item}
+        events.append({"type": "conversation.item.added", **where})
+        if message.done:
+            events.append({"type": "conversation.item.done", **where})
+        return events
+
+    def _item_transcribed(self, message: ItemTranscribed) -> list[dict[str, Any]]:
+        item = message.item
+        self.conversation.update(item)
+        transcript = item["content"][0]["transcript"]
+        return [
+            {
+                "type": "conversation.item.input_audio_transcription.completed",
+                "item_id": item["id"],
+                "content_index": 0,
+                "transcript": transcript,
+                "usage": {"type": "duration", "seconds": round(message.seconds, 3)},
+            },
+            {"type": "conversation.item.done", "item": item},
+        ]
+
     def _error(self, message: SessionError) -> list[dict[str, Any]]:
-        open_turns = [r for r in self.responses.values() if r.status == "in_progress"]
-        if open_turns:
-            open_turns[-1].error = (message.code, message.message)
+        if message.turn is not None and (failed := self.responses.get(message.turn)) is not None:
+            failed.error = (message.code, message.message)
         kind = "invalid_request_error" if message.code == "rate_limited" else "server_error"
         return [
             {

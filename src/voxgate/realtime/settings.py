@@ -135,7 +135,11 @@ def _max_tokens(value: Any, name: str) -> int | None:
 
 
 def _modalities(value: Any) -> tuple[str, ...]:
-    if not isinstance(value, list) or not value or not set(value) <= {"text", "audio"}:
+    if (
+        not isinstance(value, list)
+        or not value
+        or not all(isinstance(v, str) and v in ("text", "audio") for v in value)
+    ):
         raise ValueError(f"output_modalities must be ['audio'] or ['text'], got {value!r}")
     return ("audio",) if "audio" in value else ("text",)
 
@@ -162,7 +166,7 @@ def parse_turn_detection(value: Any, current: TurnDetection | None) -> TurnDetec
     if not 0.05 <= threshold <= 0.95:
         raise ValueError(f"turn_detection.threshold must be within 0.05..0.95, got {threshold}")
     eagerness = value.get("eagerness", base.eagerness)
-    if eagerness not in EAGERNESS:
+    if not isinstance(eagerness, str) or eagerness not in EAGERNESS:
         raise ValueError(f"turn_detection.eagerness must be one of {sorted(EAGERNESS)}")
     return TurnDetection(
         kind,

@@ -30,6 +30,7 @@ from voxgate.ports import (
     TurnDone,
     TurnReport,
     TurnStarted,
+    UtteranceDropped,
 )
 from voxgate.protocol.frames import (
     FLAG_FILLER,
@@ -82,6 +83,8 @@ def encode_message(message: OutputMessage, protocol: int = PROTOCOL_VERSION) -> 
         return [encode_text(FrameType.TRANSCRIPT, message.text, flags)]
     if isinstance(message, TurnDone):
         return [encode(FrameType.DONE)]
+    if isinstance(message, UtteranceDropped):
+        return []  # the native protocol says nothing of it: no turn_start follows
     if isinstance(message, SessionError):
         return [encode_text(FrameType.ERROR, f"{message.code}: {message.message}")]
     if isinstance(message, SessionReady):

@@ -143,5 +143,12 @@ class EventRateLimiter:
         self.refused += 1
         return False
 
+    def remaining(self, now: float) -> int:
+        """How many would be admitted at ``now``, without taking one."""
+        tokens = self._tokens
+        if self._last is not None:
+            tokens = min(self.burst, tokens + (now - self._last) * self.per_s)
+        return int(tokens)
+
     def describe(self) -> str:
         return f"at most {self.burst} at once, then {self.per_s:g} per second"

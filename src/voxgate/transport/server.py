@@ -116,10 +116,24 @@ SESSIONS: web.AppKey[LiveSessions] = web.AppKey("sessions", LiveSessions)
 MEMORY_RELEASE: web.AppKey[MemoryRelease] = web.AppKey("memory_release", MemoryRelease)
 
 
+# A browser cannot set headers on a WebSocket: OpenAI's Realtime clients pass the key as a
+# subprotocol, "openai-insecure-api-key.<key>", beside "realtime".
+KEY_SUBPROTOCOL = "openai-insecure-api-key."
+BETA_SUBPROTOCOL = "openai-beta.realtime-v1"
+
+
+def _subprotocols(request: web.Request) -> list[str]:
+    offered = request.headers.get("Sec-WebSocket-Protocol", "")
+    return [p.strip() for p in offered.split(",") if p.strip()]
+
+
 def _offered_token(request: web.Request) -> str:
     header = request.headers.get("Authorization", "")
     if header.startswith("Bearer "):
         return header[7:]
+    for protocol in _subprotocols(request):
+        if protocol.startswith(KEY_SUBPROTOCOL):
+            return protocol[len(KEY_SUBPROTOCOL) :]
     return request.query.get("token", "")
 
 
@@ -248,23 +262,41 @@ async def realtime_socket(request: web.Request) -> web.StreamResponse:
     if len(sessions) >= settings.max_sessions:
         raise web.HTTPServiceUnavailable(text=f"server full ({settings.max_sessions} sessions)")
     beta = "realtime=v1" in request.headers.get("OpenAI-Beta", "").replace(" ", "")
-    ws = web.WebSocketResponse(max_msg_size=WS_HARD_LIMIT, heartbeat=30)
+    beta = beta or BETA_SUBPROTOCOL in _subprotocols(request)
+    ws = web.WebSocketResponse(max_msg_size=WS_HARD_LIMIT, heartbeat=30, protocols=("realtime",))
     await ws.prepare(request)
-    conn = RealtimeConnection(request.app[ENGINES], ws.send_str, settings.base_config, beta=beta)
+    conn = RealtimeConnection(
+        request.app[ENGINES],
+        ws.send_str,
+        settings.base_config,
+        beta=beta,
+        send_stall_s=SEND_STALL_S,
+    )
+    # Counted from now: opening loads a VAD, and concurrent opens must not pass the cap.
+    sessions.add(conn)
+    request.app[SESSIONS].sockets.add(ws)
     try:
         await conn.start(request.query.get("model"))
     except (KeyError, ValueError) as exc:
         message = exc.args[0] if exc.args else str(exc)
         conn.error("invalid_model", str(message))
-        await conn.outbox.flush()
-        await conn.close()
-        await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"unknown model")
+        try:
+            async with asyncio.timeout(CLOSE_GRACE_S):
+                await conn.outbox.flush()
+                await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"unknown model")
+        except TimeoutError:
+            _abort(request)
+        finally:
+            await conn.close()
+            sessions.discard(conn)
+            request.app[SESSIONS].sockets.discard(ws)
         return ws
 
     async def handle(msg: WSMessage, now: float) -> bool:
         return await _on_realtime_message(conn, msg)
 
-    await _run_socket(request, ws, conn, handle)
+    # The connection bounds its own sends (a transcription may outlast SEND_STALL_S).
+    await _run_socket(request, ws, conn, handle, bound_handling=False)
     return ws
 
 
@@ -293,6 +325,7 @@ async def _run_socket(
     ws: web.WebSocketResponse,
     session: Connection,
     handle: Callable[[WSMessage, float], Awaitable[bool]],
+    bound_handling: bool = True,
 ) -> None:
     """Read ``ws`` until it closes or a deadline passes; ``session`` closes after."""
     settings, sessions = request.app[SETTINGS], request.app[SESSIONS].sessions
@@ -310,7 +343,9 @@ async def _run_socket(
             last_heard = time.monotonic()
             # Answering waits for the client to take what is sent; one that stops reading
             # must not park this loop (and its slot) beyond the deadlines.
-            limit = SEND_STALL_S if session.ready else max(deadline - last_heard, 1.0)
+            limit: float | None = SEND_STALL_S if session.ready else max(deadline - last_heard, 1.0)
+            if not bound_handling:
+                limit = None
             try:
                 async with asyncio.timeout(limit):
                     go_on = await handle(msg, last_heard)

@@ -152,6 +152,7 @@ class CancelDecode:
 class ShowTranscript:
     text: str
     final: bool
+    utterance: int | None = field(default=None, compare=False)  # whose words they are
 
 
 @dataclass(frozen=True, slots=True)
@@ -585,7 +586,7 @@ class TurnMachine:
                 interim.text = event.text
                 utt.partial = interim
                 if event.text and self.phase is Phase.SPEAKING:
-                    actions.append(ShowTranscript(event.text, final=False))
+                    actions.append(ShowTranscript(event.text, False, utt.utterance))
                     if self.config.prime_partials and self.config.speculate:
                         actions.append(PrimePartial(utt.utterance, event.text))
             return
@@ -635,7 +636,7 @@ class TurnMachine:
         verdict = transcript_verdict(text)
         self.endpointer.set_transcript_verdict(verdict)
         if text:
-            actions.append(ShowTranscript(text, final=False))
+            actions.append(ShowTranscript(text, False, utt.utterance))
             # An unfinished-looking thought will most likely go on: speculating on it
             # would mostly burn CPU that the resumed utterance's decode needs.
             if self.config.speculate and verdict is not Verdict.INCOMPLETE:
@@ -658,7 +659,7 @@ class TurnMachine:
                 reason = "failed" if held.decode.error else "cough" if cough else "no words"
                 actions.append(DiscardUtterance(held.utterance, reason, held.decode.error))
                 continue
-            actions.append(ShowTranscript(text, final=True))
+            actions.append(ShowTranscript(text, True, held.utterance))
             self._commit(text, held.utterance, held.speech_end, held.committed_at, None, actions)
 
     def _commit(
