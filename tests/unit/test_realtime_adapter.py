@@ -179,16 +179,22 @@ def test_cancel_stops_the_reply_and_its_generation() -> None:
     assert wire.of("error")[-1]["error"]["code"] == "response_cancel_not_active"
 
 
+async def counted(conn: RealtimeConnection, wire: Wire) -> str:
+    """Ask for a count and wait for the whole reply; its assistant item's id."""
+    await send(conn, type="conversation.item.create", item=user_text("Count."))
+    await send(conn, type="response.create")
+    item_id: str = (await wire.wait_for("response.output_item.done"))["item"]["id"]
+    await wire.wait_for("response.done")
+    return item_id
+
+
 def test_truncate_cuts_the_reply_in_the_context() -> None:
     reply = "One two three four five six seven eight nine ten."
     engines = fake_engines(FakeSTT(lambda s: ""), FakeLLM(reply=reply), FakeTTS(ms_per_char=20))
 
     async def scenario() -> tuple[Wire, RealtimeConnection]:
         conn, wire = await opened(engines)
-        await send(conn, type="conversation.item.create", item=user_text("Count."))
-        await send(conn, type="response.create")
-        item_id = (await wire.wait_for("response.output_item.done"))["item"]["id"]
-        await wire.wait_for("response.done")
+        item_id = await counted(conn, wire)
         # 1 s of the ~1 s reply at 20 ms per character: about the first half.
         await send(
             conn,
@@ -391,10 +397,7 @@ def test_words_added_after_a_reply_survive_its_truncation() -> None:
 
     async def scenario() -> tuple[Wire, RealtimeConnection]:
         conn, wire = await opened(engines)
-        await send(conn, type="conversation.item.create", item=user_text("Count."))
-        await send(conn, type="response.create")
-        item_id = (await wire.wait_for("response.output_item.done"))["item"]["id"]
-        await wire.wait_for("response.done")
+        item_id = await counted(conn, wire)
         await send(conn, type="conversation.item.create", item=user_text("Later words."))
         await send(
             conn, type="conversation.item.truncate", item_id=item_id, content_index=0,

@@ -168,6 +168,16 @@ def _client_v2v(row: TurnRow) -> float | None:
     return row.client_v2v_ms
 
 
+def _transport_ms(row: TurnRow) -> float | None:
+    """What the wire added to a turn: the client's voice-to-voice minus the server's own
+    (speech end on the audio clock -> first answer audio sent). Protocol framing, audio
+    coding and resampling land here, not the model's variance from turn to turn."""
+    server = row.durations.get("voice_to_voice")
+    if row.client_v2v_ms is None or server is None:
+        return None
+    return row.client_v2v_ms - server
+
+
 def summarize(rows: list[TurnRow], modes: list[str]) -> str:
     """The table: median and p95 per stage and mode, and voxgate/sequential ratios."""
     by_mode = {m: [r for r in rows if r.mode == m] for m in modes}
@@ -181,6 +191,7 @@ def summarize(rows: list[TurnRow], modes: list[str]) -> str:
         stage: partial(_duration, stage) for stage in STAGES
     }
     series["client voice_to_voice"] = _client_v2v
+    series["wire (client - server)"] = _transport_ms
     for name, get in series.items():
         stats = [_stat([get(r) for r in by_mode[m]]) for m in modes]
         line = f"{name:<24}" + "".join(f"{_fmt(s):>{width}}" for s in stats)
