@@ -264,6 +264,14 @@ def build_parser() -> argparse.ArgumentParser:
     churn.add_argument("--json", default=None, help="write the raw results")
     churn.add_argument("--trace", default=None, help="JSONL trace of the server side")
     churn.set_defaults(func=_lazy("voxgate.bench.churn:cli_churn"))
+    tools = bench_sub.add_parser(
+        "tools", help="tool-call accuracy: the model calls its tools when it should, only then"
+    )
+    tools.add_argument("--model", default=None, choices=("smart", "fast"),
+                       help="the embedded LLM: smart (1.5B, default) or fast (0.5B)")
+    tools.add_argument("--no-intents", action="store_true",
+                       help="only the model's own calls: no calls on the user's words (ablation)")
+    tools.set_defaults(func=_lazy("voxgate.bench.tool_accuracy:cli_tools"))
     stress = bench_sub.add_parser("stress", help="N concurrent personas x M turns: substrate "
                                   "cost (fixtures), prefix reuse, switch TTFT, memory (real)")
     stress.add_argument("--personas", type=_counts, default=[2, 4, 8, 12],

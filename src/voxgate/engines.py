@@ -8,6 +8,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -22,6 +23,8 @@ from voxgate.prompt.assembler import AssembledPrompt
 from voxgate.prompt.cache import CompositionCache
 from voxgate.scheduler import ComputeGate, Priority
 from voxgate.stt.base import STTEngine
+from voxgate.tools.persona_tools import resolve_tools, tools_prompt
+from voxgate.tools.registry import Tool
 from voxgate.tts.base import TTSEngine
 from voxgate.tts.router import build_tts, voice_problem
 from voxgate.turns.smart_turn import SmartTurnScorer, load_scorer
@@ -49,6 +52,8 @@ class Engines:
     record_turn_events: bool = False
     # Every memory write goes through this one thread: a turn never waits on SQLite.
     memory_writer: MemoryWriter | None = field(init=False, default=None)
+    # Each persona's tools, resolved once (voxgate.tools.persona_tools).
+    _tools: dict[str, list[Tool]] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.memory is not None:
@@ -60,6 +65,30 @@ class Engines:
             known = ", ".join(sorted(self.personas))
             raise KeyError(f"unknown persona {key!r}; known: {known}")
         return self.personas[key]
+
+    def tools_for(self, persona: Persona) -> list[Tool]:
+        """The persona's tools; ValueError says which one cannot be loaded, and why."""
+        if persona.id not in self._tools:
+            try:
+                self._tools[persona.id] = resolve_tools(persona.tools)
+            except ValueError as exc:
+                raise ValueError(f"persona {persona.id!r}: {exc}") from None
+        return self._tools[persona.id]
+
+    @property
+    def llm_takes_tools(self) -> bool:
+        """A server given the API's ``tools`` (it applies its model's own template)."""
+        return bool(getattr(self.llm, "takes_tool_definitions", False))
+
+    def tools_text(self, persona: Persona) -> str:
+        """The tool section of the persona's system message (embedded engine only)."""
+        return "" if self.llm_takes_tools else tools_prompt(self.tools_for(persona))
+
+    def tool_definitions(self, persona: Persona) -> tuple[dict[str, Any], ...]:
+        """The persona's tools as the API's ``tools``, for a server that takes them."""
+        if not self.llm_takes_tools:
+            return ()
+        return tuple(tool.definition() for tool in self.tools_for(persona))
 
     async def warm(self) -> None:
         """First calls are slow (allocation, kernels); pay them before any user does."""
@@ -92,7 +121,12 @@ class Engines:
         from voxgate.scheduler import PriorityRef
 
         for persona in self.personas.values():
-            prompt = PromptAssembler("prewarm").assemble(persona, [], "Hello.")
+            prompt = PromptAssembler("prewarm").assemble(
+                persona,
+                [],
+                "Hello.",
+                tools_text=self.tools_text(persona),
+            )
             prime = getattr(self.llm, "prime", None)
             if prime is not None:  # the embedded engine: prefill the stable prefix only
                 await prime(persona.id, prompt.messages[: prompt.stable_messages])

@@ -85,6 +85,14 @@ class TurnReport:
 
 
 @dataclass(frozen=True, slots=True)
+class ToolActivity:
+    """A tool call of ``turn``'s reply: started, then its outcome and duration."""
+
+    turn: int
+    event: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
 class TurnDone:
     turn: int
 
@@ -127,6 +135,7 @@ OutputMessage = (
     | ConfigChanged
     | SessionReady
     | UtteranceDropped
+    | ToolActivity
 )
 
 

@@ -17,18 +17,32 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 from voxgate.aio import cancel_and_wait
 from voxgate.audio.pcm import Int16Array
-from voxgate.llm.base import LLMEngine, LLMRequest, LLMUsage
+from voxgate.llm.base import ChatMessage, LLMEngine, LLMRequest, LLMUsage
 from voxgate.metrics.turn import SessionClock, TurnMetrics
 from voxgate.personas.persona import VoiceSpec
 from voxgate.quality.checks import Violation
 from voxgate.quality.guard import ReplyGuard
 from voxgate.scheduler import Priority, PriorityRef
+from voxgate.tools.persona_tools import tool_call_text, tool_response_text
+from voxgate.tools.registry import Tool, ToolError, call_tool
+from voxgate.tools.tool_call_stream import BadToolCall, SpokenText, ToolCall, ToolCallStream
 from voxgate.tts.base import TTSEngine
 from voxgate.tts.chunker import TextChunker
+
+MAX_TOOL_CALLS = 3  # per reply: a model that keeps calling is stopped there
+HOLDING_AFTER_S = 0.3  # a tool still running then gets the persona's holding line
+TOO_SLOW = "Sorry, that is taking too long."
+# After a result a small model tends to call again, or to talk about the call; this
+# line (the last message, so the cached prefix before it stays valid) asks for the answer.
+ANSWER_FROM_RESULT = "Answer the user's question from this result, in one short spoken sentence."
+TOOL_FAILED = "Sorry, I couldn't do that."
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +93,8 @@ class ReplyRun:
         guard: ReplyGuard | None = None,
         first_chunk_words: int = 0,
         speak: bool = True,
+        tools: Sequence[Tool] = (),
+        holding_line: str = "One moment.",
     ) -> None:
         self.llm, self.tts, self.request, self.voice, self.clock = llm, tts, request, voice, clock
         self.answering = answering  # the transcript this run answers
@@ -89,6 +105,14 @@ class ReplyRun:
         self.guard = guard
         self.speak = speak  # False: a text-only reply (no synthesis, its pieces carry no audio)
         self.options: object = None  # the session's reply options it was built with
+        self._tools = {tool.name: tool for tool in tools}
+        self._holding_line = holding_line
+        # Tools run only once the run answers a committed turn: never speculatively.
+        self._promoted = asyncio.Event()
+        self._tool_results: dict[str, str] = {}  # per call: a regenerated attempt reuses it
+        self.tool_notes: list[str] = []  # results, for the conversation's context
+        self.notify: Callable[[dict[str, Any]], None] | None = None  # tool events out
+        self._unsent_events: list[dict[str, Any]] = []
         self._clause_mode = clauses
         self._first_chunk_words = first_chunk_words
         self._clauses: asyncio.Queue[tuple[str, str] | None] = asyncio.Queue()
@@ -132,6 +156,10 @@ class ReplyRun:
         metrics.llm = self.usage
         metrics.persona = self.speaker_id
         self.metrics = metrics
+        self._promoted.set()
+        unsent, self._unsent_events = self._unsent_events, []
+        for event in unsent:
+            self._tool_event(event)
 
     def answer_due(self) -> bool:
         """Answer audio is ready or being synthesized: a filler now would only delay it."""
@@ -195,7 +223,9 @@ class ReplyRun:
         self._pending, self._unshown, self._attempt_no = [], "", attempt
         self._first_token_ms = None
         usage = LLMUsage()  # this attempt's; added to the reply's total when it ends
-        stream = self.llm.stream(request, usage)
+        stream = (
+            self._with_tools(request, usage) if self._tools else self.llm.stream(request, usage)
+        )
         try:
             # aclosing: a cancelled or truncated reply closes the stream at once.
             async with contextlib.aclosing(stream):  # type: ignore[type-var]
@@ -225,6 +255,108 @@ class ReplyRun:
                 return self._reject(failed)
             self._release()
         return []
+
+    async def _with_tools(self, request: LLMRequest, usage: LLMUsage) -> AsyncIterator[str]:
+        """The reply's words across tool rounds: a call ends a round, its result starts
+        the next; the markup itself is never given out to be spoken."""
+        messages = list(request.messages) + await self._called_by_intent(request)
+        for rounds in range(MAX_TOOL_CALLS + 1):
+            parser, said, call = ToolCallStream(), "", None
+            stream = self.llm.stream(replace(request, messages=messages), usage)
+            async with contextlib.aclosing(stream):  # type: ignore[type-var]
+                async for delta in stream:
+                    for item in parser.feed(delta):
+                        if isinstance(item, SpokenText):
+                            said += item.text
+                            yield item.text
+                        elif isinstance(item, ToolCall) and call is None:
+                            call = item
+                        elif isinstance(item, BadToolCall):
+                            self._tool_event({"name": None, "outcome": "bad_call",
+                                              "error": item.problem})  # fmt: skip
+                    if call is not None:
+                        break  # what follows a call is the model waiting for its result
+            if call is None:
+                for item in parser.close():
+                    if isinstance(item, SpokenText):
+                        yield item.text
+                return
+            if rounds == MAX_TOOL_CALLS:  # capped: the reply ends with what was said
+                self._tool_event({"name": call.name, "outcome": "capped"})
+                return
+            result, apology = await self._run_tool(call)
+            if apology:
+                yield f" {apology}" if said and not said[-1].isspace() else apology
+                return
+            messages += [
+                ChatMessage("assistant", said + tool_call_text(call.name, call.arguments)),
+                ChatMessage("user", tool_response_text(result)),
+                ChatMessage("system", ANSWER_FROM_RESULT),
+            ]
+
+    async def _called_by_intent(self, request: LLMRequest) -> list[ChatMessage]:
+        """Pure tools the user's words ask for, called now (a speculative run too: they
+        are read-only): their calls and results, as if the model had made the calls."""
+        asked = next((m.content for m in reversed(request.messages) if m.role == "user"), "")
+        found: list[ChatMessage] = []
+        for tool in self._tools.values():
+            if not (tool.pure and tool.intent is not None and tool.intent.search(asked)):
+                continue
+            call = ToolCall(tool.name, {})
+            result, apology = await self._run_tool(call)
+            if not apology:
+                found += [
+                    ChatMessage("assistant", tool_call_text(call.name, call.arguments)),
+                    ChatMessage("user", tool_response_text(result)),
+                ]
+        return [*found, ChatMessage("system", ANSWER_FROM_RESULT)] if found else []
+
+    async def _run_tool(self, call: ToolCall) -> tuple[str, str]:
+        """(result, "") or ("", an apology to speak). Waits for the commit first, unless
+        the tool is pure."""
+        tool = self._tools.get(call.name)
+        if tool is None or not tool.pure:
+            await self._promoted.wait()
+        key = json.dumps([call.name, call.arguments], sort_keys=True)
+        if key in self._tool_results:
+            return self._tool_results[key], ""
+        started = self.clock.now_ms()
+        span = self.metrics.span("tool", started, name=call.name)
+        self._tool_event({"name": call.name, "arguments": call.arguments, "outcome": "started"})
+        outcome, result, apology = "ok", "", ""
+        try:
+            if tool is None:
+                raise ToolError("unknown_tool", f"no tool {call.name!r}")
+            task = asyncio.ensure_future(call_tool(tool, call.arguments))
+            try:
+                done, _ = await asyncio.wait({task}, timeout=HOLDING_AFTER_S)
+                if not done and self.speak:  # a slow tool: say so while it runs
+                    self._queue_clause(self._holding_line, f"{self._holding_line} ")
+                result = await task
+            finally:
+                task.cancel()  # interrupted (the run is closed): an async tool stops here
+        except ToolError as exc:
+            outcome = exc.code
+            apology = TOO_SLOW if exc.code == "timeout" else TOOL_FAILED
+        except asyncio.CancelledError:
+            outcome = "cancelled"
+            raise
+        finally:
+            span.end_ms = round(self.clock.now_ms(), 1)
+            span.attrs["outcome"] = outcome
+            duration = round(self.clock.now_ms() - started)
+            self._tool_event({"name": call.name, "outcome": outcome, "duration_ms": duration})
+            if outcome == "ok":
+                self._tool_results[key] = result
+                args = json.dumps(call.arguments, ensure_ascii=False)
+                self.tool_notes.append(f"({call.name}({args}) returned: {result})")
+        return result, apology
+
+    def _tool_event(self, event: dict[str, Any]) -> None:
+        if self.notify is not None and self._promoted.is_set():
+            self.notify(event)
+        else:  # a speculative run's (pure) calls: told once it answers the turn
+            self._unsent_events.append(event)
 
     def _take_chunks(self, chunks: list[str]) -> list[tuple[str, str]]:
         """Pair each new clause with the raw text it came from (spacing intact). The

@@ -24,7 +24,7 @@ import statistics
 import time
 import uuid
 from collections import deque
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +44,7 @@ from voxgate.ports import (
     OutputPort,
     SessionError,
     SpeechActivity,
+    ToolActivity,
     Transcript,
     TurnDone,
     TurnReport,
@@ -117,6 +118,7 @@ def session_setup(
     for member in members:
         if problem := voice_problem(engines.tts, member.voice):
             raise ValueError(f"persona {member.id!r} cannot speak: {problem}")
+        engines.tools_for(member)  # ValueError: a tool that cannot be loaded, and why
     if not isinstance(user, str) or not 0 < len(user) <= MAX_USER_ID:
         raise ValueError(f"user must be a string of 1 to {MAX_USER_ID} characters")
     if not isinstance(config or {}, dict):
@@ -625,7 +627,9 @@ class Session:
             run = self._new_run(queued.text, speaker, Priority.LLM_LIVE, queued.options)
         else:
             queued.metrics.speculative = "hit"
-        run.promote(queued.metrics)
+        turn = queued.turn
+        run.notify = lambda event: self.port.emit(ToolActivity(turn, event))
+        run.promote(queued.metrics)  # from here on its tools may run
         return run
 
     def _speaker_for(self, text: str) -> Persona:
@@ -644,6 +648,7 @@ class Session:
             memory_summary=self._summaries.get(speaker.id, ""),
             speaker_names=[p.name for p in self.room] if len(self.room) > 1 else [],
             session_instructions=self.instructions,
+            tools_text=self.engines.tools_text(speaker),
         )
 
     def _prime_partial(self, text: str) -> None:
@@ -695,6 +700,7 @@ class Session:
         request = LLMRequest(
             speaker.id,
             messages,
+            tools=self.engines.tool_definitions(speaker),
             max_tokens=max_tokens,
             seed=self._seeds.getrandbits(31),
             priority=PriorityRef(priority),
@@ -718,6 +724,8 @@ class Session:
             guard=guard,
             first_chunk_words=self.config.first_chunk_words,
             speak=options.speak,
+            tools=self.engines.tools_for(speaker),
+            holding_line=speaker.holding_line,
         )
         run.options = options
         return run
@@ -772,15 +780,21 @@ class Session:
             metrics.playback = metrics.playback or handle.played_ms()[1]
             self._last_handle = handle
             event = metrics.event()  # built once: for the trace and for the client
-            self._remember(run.speaker_id, metrics, event)
+            self._remember(run.speaker_id, metrics, event, run.tool_notes)
         finally:  # whatever failed above, the client learns that the turn is over
             self._end_turn(handle.turn, metrics, self._plays_until(handle), event)
 
-    def _remember(self, speaker: str, metrics: TurnMetrics, event: dict[str, Any]) -> None:
+    def _remember(
+        self,
+        speaker: str,
+        metrics: TurnMetrics,
+        event: dict[str, Any],
+        notes: Sequence[str] = (),
+    ) -> None:
         """The turn into every persona's history, the memory store and the trace."""
         self._reply_messages = {}
         for persona_id, messages in exchange_messages(
-            self.room, speaker, metrics.transcript, metrics.reply
+            self.room, speaker, metrics.transcript, metrics.reply, notes
         ).items():
             self.histories.setdefault(persona_id, []).extend(messages)
             if metrics.reply.strip() and messages:  # the reply is the last one it added

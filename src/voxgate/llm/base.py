@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from voxgate.scheduler import Priority, PriorityRef
 
@@ -29,6 +29,9 @@ class LLMRequest:
     # Reply openings not to start with again (a guard retry after a template loop): the
     # embedded engine bans each one's first token; a remote server ignores them.
     avoid_openings: tuple[str, ...] = ()
+    # Tool definitions for a server that takes them as the API's ``tools`` (the embedded
+    # engine reads them in the system message instead).
+    tools: tuple[dict[str, Any], ...] = ()
 
     @property
     def slot_key(self) -> str:

@@ -22,6 +22,7 @@ from typing import Any
 import aiohttp
 
 from voxgate.llm.base import ChatMessage, LLMError, LLMRequest, LLMUsage
+from voxgate.tools.persona_tools import tool_call_text
 
 log = logging.getLogger("voxgate.llm")
 
@@ -34,6 +35,8 @@ WARMUP = "__warmup__"  # the start-up request's persona id: it owns no slot
 
 class OpenAICompatEngine:
     name = "openai-compat"
+    # Tools go as the API's ``tools``; the server's own template shows them to its model.
+    takes_tool_definitions = True
 
     def __init__(
         self,
@@ -86,6 +89,8 @@ class OpenAICompatEngine:
             "stream_options": {"include_usage": True},
         }
         slot = None if request.persona_id == WARMUP else self.slot_for(request.persona_id)
+        if request.tools:
+            body["tools"] = list(request.tools)
         if slot is not None:  # llama.cpp's llama-server: this persona's own slot
             body["id_slot"] = slot
             body["cache_prompt"] = True
@@ -123,6 +128,7 @@ class OpenAICompatEngine:
                     text = (await resp.text(errors="replace"))[:_MAX_ERROR_BODY]
                     raise LLMError(f"LLM server {self.url} answered HTTP {resp.status}: {text}")
                 finished = False
+                calls = StreamedToolCalls()
                 async for raw in resp.content:
                     data = _sse_data(raw)
                     if data is None:
@@ -135,6 +141,7 @@ class OpenAICompatEngine:
                     # the one that finishes the reply (llama-server, OpenAI include_usage).
                     ends = apply_stream_chunk(chunk, usage)
                     finished = finished or ends
+                    calls.add(chunk)
                     delta = _delta_text(chunk)
                     if delta:
                         if not first_at:
@@ -142,6 +149,8 @@ class OpenAICompatEngine:
                         yield delta
                 if not finished:
                     raise LLMError(f"LLM server {self.url} ended the stream before finishing")
+                if markup := calls.markup():  # read by the reply like the embedded engine's
+                    yield markup
         except aiohttp.ClientConnectorError as exc:
             raise LLMError(f"cannot connect to the LLM server at {self.url}: {exc}") from exc
         except (aiohttp.ClientError, TimeoutError) as exc:
@@ -199,6 +208,38 @@ def _sse_data(raw: bytes) -> str | None:
     if not line.startswith("data:"):
         return None  # blank separator, comment or another field
     return line[len("data:") :].strip()
+
+
+class StreamedToolCalls:
+    """The API's streamed ``tool_calls`` (pieces by index) as the ``<tool_call>`` markup
+    the reply parses from any engine."""
+
+    def __init__(self) -> None:
+        self._calls: dict[int, list[str]] = {}  # index -> [name, arguments so far]
+
+    def add(self, chunk: Mapping[str, Any]) -> None:
+        choices = chunk.get("choices") or []
+        delta = (choices[0].get("delta") or {}) if choices else {}
+        for piece in delta.get("tool_calls") or []:
+            if not isinstance(piece, Mapping):
+                continue
+            index = piece.get("index", 0)
+            entry = self._calls.setdefault(index if isinstance(index, int) else 0, ["", ""])
+            function = piece.get("function") or {}
+            if isinstance(function.get("name"), str):
+                entry[0] += function["name"]
+            if isinstance(function.get("arguments"), str):
+                entry[1] += function["arguments"]
+
+    def markup(self) -> str:
+        out = []
+        for name, arguments in (self._calls[i] for i in sorted(self._calls)):
+            try:
+                parsed = json.loads(arguments) if arguments.strip() else {}
+            except ValueError:
+                parsed = arguments  # the reply reports it as a bad call
+            out.append(tool_call_text(name, parsed))
+        return "".join(out)
 
 
 def _delta_text(chunk: Mapping[str, Any]) -> str:

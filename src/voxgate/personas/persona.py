@@ -22,7 +22,8 @@ MAX_RATE = 2.0
 PERSONA_ID = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 
 _TOP_KEYS = frozenset({"name", "instructions", "description", "aliases", "facts", "fillers",
-                       "max_reply_tokens", "voice", "turns", "examples"})
+                       "max_reply_tokens", "voice", "turns", "examples", "tools",
+                       "holding_line"})
 MAX_EXAMPLES = 8
 # Beyond about ±40 % the resampled voice turns cartoonish.
 MIN_PITCH, MAX_PITCH = 0.6, 1.6
@@ -66,6 +67,9 @@ class Persona:
     # Example exchanges (user line, reply) placed before the conversation: they show a
     # small model how to behave better than instructions do, and sit in the cached prefix.
     examples: tuple[tuple[str, str], ...] = ()
+    # Tools it may call: a built-in name ("current_time") or "package.module:function".
+    tools: tuple[str, ...] = ()
+    holding_line: str = "One moment."  # said when a tool takes a while
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -206,7 +210,15 @@ def _build(persona_id: str, data: dict[str, Any]) -> Persona:
         description=" ".join(description.split()),
         interrupt_min_ms=_ms(turns, "interrupt_min_ms"),
         examples=_examples(data.get("examples", [])),
+        tools=_strings(data.get("tools", []), "tools"),
+        holding_line=_holding_line(data.get("holding_line", "One moment.")),
     )
+
+
+def _holding_line(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip() or len(value) > 80:
+        raise PersonaError("holding_line must be a short sentence (at most 80 characters)")
+    return " ".join(value.split())
 
 
 def persona_from_dict(persona_id: str, data: dict[str, Any]) -> Persona:

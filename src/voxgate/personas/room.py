@@ -96,7 +96,11 @@ def overheard(speaker_name: str, reply: str) -> ChatMessage:
 
 
 def exchange_messages(
-    room: Sequence[Persona], speaker_id: str, user_text: str, reply: str
+    room: Sequence[Persona],
+    speaker_id: str,
+    user_text: str,
+    reply: str,
+    notes: Sequence[str] = (),
 ) -> dict[str, list[ChatMessage]]:
     """What each persona's history gains from one exchange, to append in order.
 
@@ -119,7 +123,9 @@ def exchange_messages(
             # An empty assistant turn (cut off before a word was heard) teaches the model
             # to answer with nothing: leave it out.
             said = [ChatMessage("assistant", reply)] if reply.strip() else []
-            out[persona.id] = [*asked, *said]
+            # What its tools returned, before the reply that used it (``notes``).
+            found = [ChatMessage("user", note) for note in notes]
+            out[persona.id] = [*asked, *found, *said]
         else:
             heard = list(asked)
             if reply.strip():

@@ -49,12 +49,15 @@ def persona_sources(
     memory_summary: str = "",
     speaker_names: Sequence[str] = (),
     session_instructions: str = "",
+    tools_text: str = "",
 ) -> list[PromptSource]:
     """The INVARIANT and SEMI_STABLE sources of a persona's system message."""
     identity = persona.instructions.strip()
     if persona.name not in identity:
         identity = f"You are {persona.name}.\n{identity}"
     sources = [PromptSource(Tier.INVARIANT, 0, "persona", identity)]
+    if tools_text:  # fixed for the persona: part of its cached prefix
+        sources.append(PromptSource(Tier.INVARIANT, 1, "tools", tools_text))
     if persona.facts:
         facts = "\n".join(f"- {f.strip()}" for f in persona.facts)
         background = f"What you know about yourself, for when you are asked:\n{facts}"
@@ -138,6 +141,7 @@ class PromptAssembler:
         memory_summary: str = "",
         speaker_names: Sequence[str] = (),
         session_instructions: str = "",
+        tools_text: str = "",
     ) -> AssembledPrompt:
         """``history`` is the whole conversation so far (append-only), without ``user_text``."""
         if len(history) < self._dropped.get(persona.id, 0):
@@ -154,6 +158,7 @@ class PromptAssembler:
                 memory_summary,
                 names,
                 session_instructions,
+                tools_text,
                 self._dropped.get(persona.id, 0),
             )
 
@@ -165,7 +170,9 @@ class PromptAssembler:
         dropped = self._dropped.get(persona.id, 0)
         window = list(history[dropped:])
 
-        sources = persona_sources(persona, memory_summary, speaker_names, session_instructions)
+        sources = persona_sources(
+            persona, memory_summary, speaker_names, session_instructions, tools_text
+        )
         invariant = join_tier(sources, Tier.INVARIANT)
         semi = join_tier(sources, Tier.SEMI_STABLE)
         system = f"{invariant}\n\n{semi}" if semi else invariant

@@ -19,6 +19,7 @@ from voxgate.ports import (
     ReplyText,
     SessionError,
     SpeechActivity,
+    ToolActivity,
     Transcript,
     TurnDone,
     TurnReport,
@@ -124,6 +125,10 @@ class ResponseEncoder:
             self.speech_items.pop(message.utterance, None)
             self._interims.pop(message.utterance, None)
             return []
+        if isinstance(message, ToolActivity):  # voxgate's extra until tools map to items
+            response = self.responses.get(message.turn)
+            rid = response.id if response is not None else None
+            return [{"type": "voxgate.tool", "response_id": rid, **message.event}]
         if isinstance(message, ItemAdded):
             return self._item_added(message)
         if isinstance(message, ItemTranscribed):

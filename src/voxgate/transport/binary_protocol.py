@@ -26,6 +26,7 @@ from voxgate.ports import (
     SessionError,
     SessionReady,
     SpeechActivity,
+    ToolActivity,
     Transcript,
     TurnDone,
     TurnReport,
@@ -121,6 +122,8 @@ def _event(message: OutputMessage) -> dict[str, Any]:
         return message.payload
     if isinstance(message, ConfigChanged):
         return {"type": "config", **message.config}
+    if isinstance(message, ToolActivity):
+        return {"type": "tool", "turn": message.turn, **message.event}
     raise TypeError(f"no encoding for {type(message).__name__}")
 
 

@@ -1,0 +1,65 @@
+"""A persona's tools: names resolved to ``Tool``s, and how the model is told about them."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from voxgate.tools.builtin import CURRENT_TIME_INTENT, current_time
+from voxgate.tools.registry import Tool, load_tool, tool_from_function
+
+# name -> (function, the words that ask for it); built-ins are pure (read-only, instant).
+BUILTIN: dict[str, tuple[Callable[..., Any], re.Pattern[str] | None]] = {
+    "current_time": (current_time, CURRENT_TIME_INTENT)
+}
+
+
+def resolve_tools(names: Sequence[str]) -> list[Tool]:
+    """Built-in names and ``package.module:function`` paths; ValueError names the fix."""
+    tools: list[Tool] = []
+    for name in names:
+        if name in BUILTIN:
+            function, intent = BUILTIN[name]
+            tool = tool_from_function(function)
+            tools.append(dataclasses.replace(tool, pure=True, intent=intent))
+        elif ":" in name:
+            tools.append(load_tool(name))
+        else:
+            raise ValueError(
+                f"unknown tool {name!r}: use a built-in ({', '.join(sorted(BUILTIN))}) "
+                "or package.module:function"
+            )
+    seen = [t.name for t in tools]
+    if len(set(seen)) != len(seen):
+        raise ValueError(f"two tools share a name: {', '.join(seen)}")
+    return tools
+
+
+def tools_prompt(tools: Sequence[Tool]) -> str:
+    """The tool section of the system message in the form Qwen2.5 was trained on (its chat
+    template's own words): signatures in <tools>, calls answered in <tool_call> tags."""
+    if not tools:
+        return ""
+    signatures = "\n".join(json.dumps(t.definition(), ensure_ascii=False) for t in tools)
+    return (
+        "# Tools\n\nYou may call one or more functions to assist with the user query.\n\n"
+        "You are provided with function signatures within <tools></tools> XML tags:\n"
+        f"<tools>\n{signatures}\n</tools>\n\n"
+        "For each function call, return a json object with function name and arguments "
+        "within <tool_call></tool_call> XML tags:\n<tool_call>\n"
+        '{"name": <function-name>, "arguments": <args-json-object>}\n</tool_call>'
+    )
+
+
+def tool_call_text(name: str, arguments: Any) -> str:
+    """A call as the model writes it, for the context of the round after it."""
+    call = json.dumps({"name": name, "arguments": arguments}, ensure_ascii=False)
+    return f"<tool_call>\n{call}\n</tool_call>"
+
+
+def tool_response_text(result: str) -> str:
+    """A result as the chat template hands it back (a user turn in <tool_response>)."""
+    return f"<tool_response>\n{result}\n</tool_response>"
