@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -30,12 +31,13 @@ from voxgate.personas.persona import VoiceSpec
 from voxgate.quality.checks import Violation
 from voxgate.quality.guard import ReplyGuard
 from voxgate.scheduler import Priority, PriorityRef
-from voxgate.tools.persona_tools import tool_call_text, tool_response_text
+from voxgate.tools.persona_tools import escape_markup, tool_call_text, tool_response_text
 from voxgate.tools.registry import Tool, ToolError, call_tool
 from voxgate.tools.tool_call_stream import BadToolCall, SpokenText, ToolCall, ToolCallStream
 from voxgate.tts.base import TTSEngine
 from voxgate.tts.chunker import TextChunker
 
+log = logging.getLogger("voxgate.reply")
 MAX_TOOL_CALLS = 3  # per reply: a model that keeps calling is stopped there
 HOLDING_AFTER_S = 0.3  # a tool still running then gets the persona's holding line
 TOO_SLOW = "Sorry, that is taking too long."
@@ -111,8 +113,11 @@ class ReplyRun:
         self._promoted = asyncio.Event()
         self._tool_results: dict[str, str] = {}  # per call: a regenerated attempt reuses it
         self.tool_notes: list[str] = []  # results, for the conversation's context
-        self.notify: Callable[[dict[str, Any]], None] | None = None  # tool events out
+        self._notify: Callable[[dict[str, Any]], None] | None = None  # tool events out
         self._unsent_events: list[dict[str, Any]] = []
+        self._calls_made = 0
+        self.effects_ran = False  # a tool with effects ran: the reply is not regenerated
+        self.history_version = 0  # the session's count of history edits it was built on
         self._clause_mode = clauses
         self._first_chunk_words = first_chunk_words
         self._clauses: asyncio.Queue[tuple[str, str] | None] = asyncio.Queue()
@@ -157,9 +162,6 @@ class ReplyRun:
         metrics.persona = self.speaker_id
         self.metrics = metrics
         self._promoted.set()
-        unsent, self._unsent_events = self._unsent_events, []
-        for event in unsent:
-            self._tool_event(event)
 
     def answer_due(self) -> bool:
         """Answer audio is ready or being synthesized: a filler now would only delay it."""
@@ -207,6 +209,10 @@ class ReplyRun:
                 )
             failed = await self._attempt(request, attempt)
             if not failed:
+                return
+            if self.effects_ran:  # a new attempt could run those tools again: stop here
+                assert self.guard is not None
+                self.guard.record(failed, attempt, "truncated")
                 return
             assert self.guard is not None
             last = attempt + 1 == attempts
@@ -260,33 +266,40 @@ class ReplyRun:
         """The reply's words across tool rounds: a call ends a round, its result starts
         the next; the markup itself is never given out to be spoken."""
         messages = list(request.messages) + await self._called_by_intent(request)
-        for rounds in range(MAX_TOOL_CALLS + 1):
+        spoken = ""  # across rounds: a new round's words must not run into the last ones
+        while True:
             parser, said, call = ToolCallStream(), "", None
             stream = self.llm.stream(replace(request, messages=messages), usage)
             async with contextlib.aclosing(stream):  # type: ignore[type-var]
                 async for delta in stream:
                     for item in parser.feed(delta):
-                        if isinstance(item, SpokenText):
-                            said += item.text
-                            yield item.text
-                        elif isinstance(item, ToolCall) and call is None:
+                        if isinstance(item, ToolCall):
                             call = item
-                        elif isinstance(item, BadToolCall):
+                            break  # what follows a call is the model waiting for its result
+                        if isinstance(item, BadToolCall):
                             self._tool_event({"name": None, "outcome": "bad_call",
                                               "error": item.problem})  # fmt: skip
+                        elif item.text:
+                            text = item.text
+                            if spoken and not said and not spoken[-1].isspace():
+                                text = " " + text.lstrip()
+                            said += text
+                            spoken += text
+                            yield text
                     if call is not None:
-                        break  # what follows a call is the model waiting for its result
+                        break
             if call is None:
                 for item in parser.close():
                     if isinstance(item, SpokenText):
                         yield item.text
                 return
-            if rounds == MAX_TOOL_CALLS:  # capped: the reply ends with what was said
+            if self._calls_made >= MAX_TOOL_CALLS:  # per reply, attempts included
                 self._tool_event({"name": call.name, "outcome": "capped"})
                 return
+            self._calls_made += 1
             result, apology = await self._run_tool(call)
             if apology:
-                yield f" {apology}" if said and not said[-1].isspace() else apology
+                yield f" {apology}" if spoken and not spoken[-1].isspace() else apology
                 return
             messages += [
                 ChatMessage("assistant", said + tool_call_text(call.name, call.arguments)),
@@ -323,7 +336,7 @@ class ReplyRun:
         started = self.clock.now_ms()
         span = self.metrics.span("tool", started, name=call.name)
         self._tool_event({"name": call.name, "arguments": call.arguments, "outcome": "started"})
-        outcome, result, apology = "ok", "", ""
+        outcome, result, apology = "failed", "", TOOL_FAILED
         try:
             if tool is None:
                 raise ToolError("unknown_tool", f"no tool {call.name!r}")
@@ -333,11 +346,16 @@ class ReplyRun:
                 if not done and self.speak:  # a slow tool: say so while it runs
                     self._queue_clause(self._holding_line, f"{self._holding_line} ")
                 result = await task
+                outcome, apology = "ok", ""
+                if not tool.pure:
+                    self.effects_ran = True  # a regenerated attempt must not run it again
             finally:
                 task.cancel()  # interrupted (the run is closed): an async tool stops here
         except ToolError as exc:
             outcome = exc.code
             apology = TOO_SLOW if exc.code == "timeout" else TOOL_FAILED
+        except Exception:  # a bug below call_tool: the reply apologises, the turn ends
+            log.exception("tool %s failed", call.name)
         except asyncio.CancelledError:
             outcome = "cancelled"
             raise
@@ -349,14 +367,22 @@ class ReplyRun:
             if outcome == "ok":
                 self._tool_results[key] = result
                 args = json.dumps(call.arguments, ensure_ascii=False)
-                self.tool_notes.append(f"({call.name}({args}) returned: {result})")
+                note = f"({call.name}({args}) returned: {escape_markup(result)})"
+                self.tool_notes.append(note)
         return result, apology
 
     def _tool_event(self, event: dict[str, Any]) -> None:
-        if self.notify is not None and self._promoted.is_set():
-            self.notify(event)
-        else:  # a speculative run's (pure) calls: told once it answers the turn
+        if self._notify is not None:
+            self._notify(event)
+        else:  # before its turn started (a speculative run's pure calls): told then
             self._unsent_events.append(event)
+
+    def open_events(self, notify: Callable[[dict[str, Any]], None]) -> None:
+        """The turn has started on the wire: tool events go to ``notify`` from now on."""
+        self._notify = notify
+        unsent, self._unsent_events = self._unsent_events, []
+        for event in unsent:
+            notify(event)
 
     def _take_chunks(self, chunks: list[str]) -> list[tuple[str, str]]:
         """Pair each new clause with the raw text it came from (spacing intact). The

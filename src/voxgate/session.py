@@ -220,6 +220,7 @@ class Session:
         self._typed_options: ReplyOptions | None = None  # for the typed turn being committed
         self._served_through = 0  # the last turn the speaker has taken from the queue
         self._later: list[str] = []  # user messages added while a reply was being made
+        self._history_edits = 0  # edits other than appends: a run built before one is stale
         # The message each persona's history got for the last reply: a cut corrects these.
         self._reply_messages: dict[str, ChatMessage] = {}
         # A new seed per reply: a retry or a repeated question does not get the same sample.
@@ -338,6 +339,7 @@ class Session:
                     break
         if found:
             self.assembler.history_edited()
+            self._history_edits += 1
         return found
 
     def cancel_reply(self) -> list[int]:
@@ -561,6 +563,8 @@ class Session:
         handle.hold(self.machine.holding() == queued.turn)  # the user already speaks over it
         self._speaking = handle
         self.port.emit(TurnStarted(queued.turn, queued.text, run.speak))
+        turn = queued.turn
+        run.open_events(lambda event: self.port.emit(ToolActivity(turn, event)))
         try:
             if queued.turn in self._skip:
                 self._skip.discard(queued.turn)
@@ -617,6 +621,7 @@ class Session:
             run.speaker_id != speaker.id
             or run.history_len != len(history)
             or run.options != queued.options
+            or run.history_version != self._history_edits
         ):
             # Built on another speaker, a history that has grown since or other options.
             self._spawn(run.close(), "drop-speculation")
@@ -627,8 +632,6 @@ class Session:
             run = self._new_run(queued.text, speaker, Priority.LLM_LIVE, queued.options)
         else:
             queued.metrics.speculative = "hit"
-        turn = queued.turn
-        run.notify = lambda event: self.port.emit(ToolActivity(turn, event))
         run.promote(queued.metrics)  # from here on its tools may run
         return run
 
@@ -728,6 +731,7 @@ class Session:
             holding_line=speaker.holding_line,
         )
         run.options = options
+        run.history_version = self._history_edits
         return run
 
     def _reply_context(
@@ -858,6 +862,7 @@ class Session:
                 del history[at]
                 del self._reply_messages[persona_id]
         self.assembler.history_edited()
+        self._history_edits += 1
         if self.engines.memory_writer is not None and self._turn_ref is not None:
             self.engines.memory_writer.correct_reply(self._turn_ref, heard)
 

@@ -100,3 +100,12 @@ def test_a_call_written_as_bare_json_is_a_call() -> None:
     items = run(['{"name": "current_time", ', '"arguments": {"timezone": "UTC"}}', " Done."])
     assert items[0] == ToolCall("current_time", {"timezone": "UTC"})
     assert spoken(items) == " Done."
+
+
+def test_a_bare_call_ends_where_its_json_does() -> None:
+    nested = '{"name": "f", "arguments": {"a": {"b": [1, {"c": 2}]}}} Then.'
+    items = run([nested[:20], nested[20:]])
+    assert items[0] == ToolCall("f", {"a": {"b": [1, {"c": 2}]}})
+    assert spoken(items) == " Then."
+    unclosed = run(['{"name": "f", "arguments": {' + "x" * 700])
+    assert isinstance(unclosed[0], BadToolCall) and spoken(unclosed) == ""

@@ -105,7 +105,7 @@ async def measure(model: str | None, intents: bool = True) -> list[Outcome]:
                 speak=False,
             )
             events: list[dict[str, Any]] = []
-            run.notify = events.append
+            run.open_events(events.append)
             started = time.perf_counter()
             run.promote(TurnMetrics(n + 1, persona.id, "bench"))
             while not isinstance(await run.next_item(), ReplyEnd):

@@ -30,10 +30,12 @@ def current_time(timezone: str = "") -> str:
 # asks for a habit, not the clock.
 _DAYS = "monday|tuesday|wednesday|thursday|friday|saturday|sunday"
 CURRENT_TIME_INTENT = re.compile(
-    r"\b(time is it|the time\b|what time(?! do| does| did| will| should| can| would)"
+    r"\b(time is it|(tell me|know|have|got|what'?s|what is) the time|the time (now|please)"
+    r"|what time(?! do| does| did| will| should| can| would)"
     r"|(what|which)('s| is)?( the)? (date|day|hour|month|year)\b"
     r"|what('s| is) today|today'?s date|the date today|day of the week|know the date"
-    r"|how late is it|is it late|right now|how long (until|till)"
+    r"|how late is it|is it late|(morning|afternoon|evening|night) (right )?now"
+    r"|how long (until|till)"
     r"|is (it|today) (already )?(a |the )?(" + _DAYS + r"|weekend|weekday)"
     r"|weekend (yet|today))",
     re.IGNORECASE,

@@ -61,5 +61,10 @@ def tool_call_text(name: str, arguments: Any) -> str:
 
 
 def tool_response_text(result: str) -> str:
-    """A result as the chat template hands it back (a user turn in <tool_response>)."""
-    return f"<tool_response>\n{result}\n</tool_response>"
+    """A result as the chat template hands it back (a user turn in <tool_response>).
+    Its own angle brackets are escaped: a result cannot close the tag and pose as a call."""
+    return f"<tool_response>\n{escape_markup(result)}\n</tool_response>"
+
+
+def escape_markup(text: str) -> str:
+    return text.replace("<", "&lt;").replace(">", "&gt;")

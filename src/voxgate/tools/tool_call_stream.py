@@ -15,10 +15,13 @@ from typing import Any
 
 OPEN = "<tool_call>"
 CLOSE = "</tool_call>"
-BARE = '{"name"'  # a call written as bare JSON: up to the "}}" that closes its arguments
+BARE = '{"name"'  # a call written as bare JSON: up to the brace that closes it
 # What a small model writes instead, having seen the <tools> list or code in training:
 # read as calls too, and never spoken (a voice has no use for a code block either).
-MARKUP = {OPEN: CLOSE, "<tools>": "</tools>", "```json": "```", BARE: "}}"}
+MARKUP = {OPEN: CLOSE, "<tools>": "</tools>", "```json": "```", BARE: ""}
+# A bare call ends where its JSON ends (braces balanced): given up on past this length.
+MAX_BARE_CHARS = 600
+_JSON = json.JSONDecoder()
 # A call's JSON is a name and a few arguments; one that runs on past this is not one.
 MAX_CALL_CHARS = 8000
 
@@ -80,6 +83,18 @@ class ToolCallStream:
         self._pending += piece
         out: list[StreamItem] = []
         while True:
+            if self._close == "":  # a bare call: as far as the JSON goes
+                text = BARE + self._pending
+                try:
+                    _, end = _JSON.raw_decode(text)
+                except ValueError:
+                    if len(text) > MAX_BARE_CHARS:
+                        out.append(BadToolCall(text, "a bare call that never closes"))
+                        self._pending, self._close = "", None
+                    return out
+                out.append(parse_call(text[:end]))
+                self._pending, self._close = text[end:], None
+                continue
             if self._close is not None:
                 end = self._pending.find(self._close)
                 if end < 0:
@@ -87,10 +102,7 @@ class ToolCallStream:
                         out.append(BadToolCall(self._pending, f"no {self._close} in sight"))
                         self._pending, self._close = "", None
                     return out
-                body = self._pending[:end]
-                if self._close == MARKUP[BARE]:  # the tags were the JSON's own braces
-                    body = BARE + body + self._close
-                out.append(parse_call(body.strip()))
+                out.append(parse_call(self._pending[:end].strip()))
                 self._pending = self._pending[end + len(self._close) :]
                 self._close = None
                 continue
