@@ -38,6 +38,7 @@ from voxgate.tts.base import TTSEngine
 from voxgate.tts.chunker import TextChunker
 
 log = logging.getLogger("voxgate.reply")
+EVENT_RESULT_CHARS = 500  # of a result, in the client's tool event
 MAX_TOOL_CALLS = 3  # per reply: a model that keeps calling is stopped there
 HOLDING_AFTER_S = 0.3  # a tool still running then gets the persona's holding line
 TOO_SLOW = "Sorry, that is taking too long."
@@ -363,7 +364,10 @@ class ReplyRun:
             span.end_ms = round(self.clock.now_ms(), 1)
             span.attrs["outcome"] = outcome
             duration = round(self.clock.now_ms() - started)
-            self._tool_event({"name": call.name, "outcome": outcome, "duration_ms": duration})
+            event: dict[str, Any] = {"name": call.name, "outcome": outcome, "duration_ms": duration}
+            if outcome == "ok":
+                event["result"] = result[:EVENT_RESULT_CHARS]
+            self._tool_event(event)
             if outcome == "ok":
                 self._tool_results[key] = result
                 args = json.dumps(call.arguments, ensure_ascii=False)

@@ -497,3 +497,36 @@ def test_an_unrelated_error_does_not_fail_a_reply() -> None:
     encoder.encode(TurnStarted(2, "hi"))
     encoder.encode(SessionError("llm_failed", "no answer", turn=2))
     assert encoder.encode(TurnDone(2))[-1]["response"]["status"] == "failed"
+
+
+def test_a_server_side_tool_call_shows_as_function_items() -> None:
+    import dataclasses
+
+    call = '<tool_call>\n{"name": "lookup_weather", "arguments": {"city": "Oslo"}}\n</tool_call>'
+    engines = fake_engines(FakeSTT(lambda s: ""), FakeLLM(script=[call, "Sunny in Oslo."]))
+    ada = engines.personas["ada"]
+    engines.personas["ada"] = dataclasses.replace(
+        ada, tools=("tests.unit.test_tools_in_replies:lookup_weather",)
+    )
+
+    async def scenario() -> Wire:
+        conn, wire = await opened(engines)
+        await send(conn, type="conversation.item.create", item=user_text("Weather in Oslo?"))
+        await send(conn, type="response.create")
+        await wire.wait_for("response.done")
+        return wire
+
+    wire = run(scenario)
+    validate(wire.events, GA_EVENT)
+    done = wire.of("response.done")[0]["response"]
+    message, function_call = done["output"]
+    assert message["content"][0]["transcript"] == "Sunny in Oslo."
+    assert function_call["type"] == "function_call" and function_call["name"] == "lookup_weather"
+    assert json.loads(function_call["arguments"]) == {"city": "Oslo"}
+    arguments = wire.of("response.function_call_arguments.done")[0]
+    assert arguments["call_id"] == function_call["call_id"] and arguments["output_index"] == 1
+    (output,) = [
+        e["item"] for e in wire.of("conversation.item.done")
+        if e["item"]["type"] == "function_call_output"
+    ]  # fmt: skip
+    assert output["call_id"] == function_call["call_id"] and output["output"] == "sunny in Oslo"

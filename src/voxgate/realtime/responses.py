@@ -7,6 +7,7 @@ A session turn is one Realtime response with one assistant message item.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -72,6 +73,8 @@ class Response:
     heard: str | None = None  # what the user heard, when cut off
     error: tuple[str, str] | None = None  # (code, message)
     metrics: dict[str, Any] | None = None
+    tool_items: list[dict[str, Any]] = field(default_factory=list)  # its function calls
+    calling: dict[str, Any] | None = None  # the call whose outcome is awaited
 
     @property
     def audio_ms(self) -> float:
@@ -125,10 +128,8 @@ class ResponseEncoder:
             self.speech_items.pop(message.utterance, None)
             self._interims.pop(message.utterance, None)
             return []
-        if isinstance(message, ToolActivity):  # voxgate's extra until tools map to items
-            response = self.responses.get(message.turn)
-            rid = response.id if response is not None else None
-            return [{"type": "voxgate.tool", "response_id": rid, **message.event}]
+        if isinstance(message, ToolActivity):
+            return self._tool(message)
         if isinstance(message, ItemAdded):
             return self._item_added(message)
         if isinstance(message, ItemTranscribed):
@@ -316,6 +317,71 @@ class ResponseEncoder:
             {"type": "conversation.item.done", "item": item},
         ]
 
+    def _tool(self, message: ToolActivity) -> list[dict[str, Any]]:
+        """A server-side tool call as a function_call item of the response, and its
+        result as a function_call_output item; voxgate.tool carries the details."""
+        response = self.responses.get(message.turn)
+        event = message.event
+        extra = {"type": "voxgate.tool", "response_id": response and response.id, **event}
+        if response is None or not event.get("name"):
+            return [extra]
+        if event.get("outcome") == "started":
+            return [*self._call_added(response, message.turn, event), extra]
+        call, response.calling = response.calling, None
+        if call is None or call["name"] != event["name"]:
+            return [extra]
+        outcome = event.get("outcome")
+        output = {
+            "id": new_id("item"),
+            "object": "realtime.item",
+            "type": "function_call_output",
+            "status": "completed",
+            "call_id": call["call_id"],
+            "output": event.get("result", "") if outcome == "ok" else f"error: {outcome}",
+        }
+        previous = self.conversation.add(output, message.turn)
+        where = {"previous_item_id": previous, "item": output}
+        return [
+            {"type": "conversation.item.added", **where},
+            {"type": "conversation.item.done", **where},
+            extra,
+        ]
+
+    def _call_added(
+        self, response: Response, turn: int, event: dict[str, Any]
+    ) -> list[dict[str, Any]]:
+        call = {
+            "id": new_id("item"),
+            "object": "realtime.item",
+            "type": "function_call",
+            "status": "completed",
+            "call_id": new_id("call"),
+            "name": event["name"],
+            "arguments": json.dumps(event.get("arguments") or {}),
+        }
+        response.calling = call
+        response.tool_items.append(call)
+        previous = self.conversation.add(call, turn)
+        index = len(response.tool_items)  # the reply's message is output 0
+        where = {
+            "response_id": response.id,
+            "item_id": call["id"],
+            "output_index": index,
+            "call_id": call["call_id"],
+        }
+        placed = {"response_id": response.id, "output_index": index}
+        return [
+            {"type": "response.output_item.added", **placed,
+             "item": {**call, "status": "in_progress"}},
+            {"type": "conversation.item.added", "previous_item_id": previous, "item": call},
+            {"type": "response.function_call_arguments.delta", **where,
+             "delta": call["arguments"]},
+            {"type": "response.function_call_arguments.done", **where,
+             "name": call["name"], "arguments": call["arguments"]},
+            {"type": "response.output_item.done", **placed, "item": call},
+            {"type": "conversation.item.done", "previous_item_id": previous, "item": call},
+        ]  # fmt: skip
+
     def _error(self, message: SessionError) -> list[dict[str, Any]]:
         if message.turn is not None and (failed := self.responses.get(message.turn)) is not None:
             failed.error = (message.code, message.message)
@@ -371,7 +437,10 @@ class ResponseEncoder:
         )
         events.append({"type": "conversation.item.done", "item": item})
         events.append(
-            {"type": "response.done", "response": self._response_object(response, [item])}
+            {
+                "type": "response.done",
+                "response": self._response_object(response, [item, *response.tool_items]),
+            }
         )
         if response.metrics is not None:  # voxgate's extra: clients that don't know it skip it
             events.append(
