@@ -1,1 +1,2 @@
-"""Tools a persona can call mid-conversation (issue 13; being built: not yet wired in)."""
+"""Tools a persona can call mid-conversation (docs/tools.md): functions described by their
+type hints, calls read out of the reply as it streams, built-ins such as the clock."""
