@@ -54,6 +54,7 @@ class Engines:
     memory_writer: MemoryWriter | None = field(init=False, default=None)
     # Each persona's tools, resolved once (voxgate.tools.persona_tools).
     _tools: dict[str, list[Tool]] = field(init=False, default_factory=dict)
+    _tools_text: dict[str, str] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.memory is not None:
@@ -81,8 +82,12 @@ class Engines:
         return bool(getattr(self.llm, "takes_tool_definitions", False))
 
     def tools_text(self, persona: Persona) -> str:
-        """The tool section of the persona's system message (embedded engine only)."""
-        return "" if self.llm_takes_tools else tools_prompt(self.tools_for(persona))
+        """The tool section of the persona's system message (embedded engine only); built
+        once, as every prompt of the persona (each interim prefill too) asks for it."""
+        if persona.id not in self._tools_text:
+            tools = [] if self.llm_takes_tools else self.tools_for(persona)
+            self._tools_text[persona.id] = tools_prompt(tools)
+        return self._tools_text[persona.id]
 
     def tool_definitions(self, persona: Persona) -> tuple[dict[str, Any], ...]:
         """The persona's tools as the API's ``tools``, for a server that takes them."""

@@ -103,12 +103,12 @@ class RealtimeConnection:
         self.conversation = Conversation()
         # Each client item's text as the session's context holds it, for delete.
         self._context: dict[str, tuple[str, str]] = {}
+        self.settings = RealtimeSettings("")  # until start(): the persona's voice and config
         self.encoder = ResponseEncoder(
-            self.conversation, engines.tts.sample_rate, RealtimeSettings("").output_format, beta
+            self.conversation, engines.tts.sample_rate, self.settings.output_format, beta
         )
         self.outbox: Outbox[str] = Outbox(send, self._encode)
         self.session: Session | None = None
-        self.settings = RealtimeSettings("")
         self.model = ""
         self._input = Resampler(self.settings.input_format.rate, INPUT_RATE)
         self._manual: list[FloatArray] = []  # audio since the last commit, without VAD
@@ -118,6 +118,7 @@ class RealtimeConnection:
             kind: EventRateLimiter(per_s, burst) for kind, (per_s, burst) in EVENT_RATES.items()
         }
         self.encoder.rate_limits = self._rate_limits
+        self._handlers = self._event_handlers()  # built once: appends arrive 50 times a second
 
     def _rate_limits(self) -> list[dict[str, Any]]:
         """What ``rate_limits.updated`` reports: the responses this client may still ask for."""
@@ -208,11 +209,11 @@ class RealtimeConnection:
             return
         kind = event["type"]
         event_id = event.get("event_id") if isinstance(event.get("event_id"), str) else None
-        handler = self._handlers().get(kind)
+        handler = self._handlers.get(kind)
         if handler is None:
             self.error(
                 "invalid_event_type",
-                f"unknown event type {kind!r}; supported: {', '.join(sorted(self._handlers()))}",
+                f"unknown event type {kind!r}; supported: {', '.join(sorted(self._handlers))}",
                 event_id,
             )
             return
@@ -228,7 +229,9 @@ class RealtimeConnection:
         except ValueError as exc:
             self.outbox.emit(client_error("invalid_value", str(exc), event_id))
 
-    def _handlers(self) -> dict[str, Callable[[Session, dict[str, Any]], Awaitable[None]]]:
+    def _event_handlers(
+        self,
+    ) -> dict[str, Callable[[Session, dict[str, Any]], Awaitable[None]]]:
         return {
             "session.update": self._session_update,
             "input_audio_buffer.append": self._append,

@@ -22,26 +22,23 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(6)}{next(_counter):04x}"
 
 
-def user_text_item(item_id: str, text: str) -> dict[str, Any]:
+def _user_item(item_id: str, part: dict[str, Any]) -> dict[str, Any]:
     return {
         "id": item_id,
         "object": "realtime.item",
         "type": "message",
         "role": "user",
         "status": "completed",
-        "content": [{"type": "input_text", "text": text}],
+        "content": [part],
     }
+
+
+def user_text_item(item_id: str, text: str) -> dict[str, Any]:
+    return _user_item(item_id, {"type": "input_text", "text": text})
 
 
 def user_audio_item(item_id: str, transcript: str | None) -> dict[str, Any]:
-    return {
-        "id": item_id,
-        "object": "realtime.item",
-        "type": "message",
-        "role": "user",
-        "status": "completed",
-        "content": [{"type": "input_audio", "transcript": transcript}],
-    }
+    return _user_item(item_id, {"type": "input_audio", "transcript": transcript})
 
 
 def assistant_item(item_id: str, status: str, speak: bool, text: str = "") -> dict[str, Any]:

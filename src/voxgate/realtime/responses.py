@@ -40,6 +40,7 @@ from voxgate.realtime.conversation import (
     new_id,
     user_audio_item,
 )
+from voxgate.realtime.events import error_event
 
 
 @dataclass(frozen=True, slots=True)
@@ -386,18 +387,7 @@ class ResponseEncoder:
         if message.turn is not None and (failed := self.responses.get(message.turn)) is not None:
             failed.error = (message.code, message.message)
         kind = "invalid_request_error" if message.code == "rate_limited" else "server_error"
-        return [
-            {
-                "type": "error",
-                "error": {
-                    "type": kind,
-                    "code": message.code,
-                    "message": message.message,
-                    "param": None,
-                    "event_id": None,
-                },
-            }
-        ]
+        return [error_event(kind, message.code, message.message)]
 
     def _done(self, turn: int) -> list[dict[str, Any]]:
         response = self.responses.pop(turn, None)
