@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,8 +24,9 @@ from voxgate.prompt.assembler import AssembledPrompt
 from voxgate.prompt.cache import CompositionCache
 from voxgate.scheduler import ComputeGate, Priority
 from voxgate.stt.base import STTEngine
+from voxgate.tools.mcp_client import McpServers
 from voxgate.tools.persona_tools import resolve_tools, tools_prompt
-from voxgate.tools.registry import Tool
+from voxgate.tools.registry import Tool, tool_from_function
 from voxgate.tts.base import TTSEngine
 from voxgate.tts.router import build_tts, voice_problem
 from voxgate.turns.smart_turn import SmartTurnScorer, load_scorer
@@ -55,6 +57,9 @@ class Engines:
     # Each persona's tools, resolved once (voxgate.tools.persona_tools).
     _tools: dict[str, list[Tool]] = field(init=False, default_factory=dict)
     _tools_text: dict[str, str] = field(init=False, default_factory=dict)
+    _added_tools: dict[str, list[Tool]] = field(init=False, default_factory=dict)
+    # The personas' MCP servers, connected by connect_tools (warm does it).
+    mcp: McpServers = field(init=False, default_factory=McpServers)
 
     def __post_init__(self) -> None:
         if self.memory is not None:
@@ -67,11 +72,38 @@ class Engines:
             raise KeyError(f"unknown persona {key!r}; known: {known}")
         return self.personas[key]
 
+    def add_tools(self, persona_id: str, *tools: Tool | Callable[..., Any]) -> None:
+        """Give a persona tools from Python code (functions or ``Tool``s), besides those of
+        its file. Before sessions start: the tools are part of its cached prompt prefix."""
+        self.persona(persona_id)  # KeyError: no such persona
+        made = [t if isinstance(t, Tool) else tool_from_function(t) for t in tools]
+        self._added_tools.setdefault(persona_id, []).extend(made)
+        self._tools.pop(persona_id, None)
+        self._tools_text.pop(persona_id, None)
+
+    async def connect_tools(self) -> None:
+        """Start (or dial) every MCP server a persona declares and list its tools; also
+        resolves every persona's tools, so a bad one fails the start, not a session."""
+        for persona in self.personas.values():
+            await self.mcp.connect(persona.mcp_servers)
+            self.tools_for(persona)
+
+    def _has_tools(self, persona: Persona) -> bool:
+        return bool(persona.tools or persona.mcp_servers or self._added_tools.get(persona.id))
+
     def tools_for(self, persona: Persona) -> list[Tool]:
         """The persona's tools; ValueError says which one cannot be loaded, and why."""
         if persona.id not in self._tools:
             try:
-                self._tools[persona.id] = resolve_tools(persona.tools)
+                unconnected = [s for s in persona.mcp_servers if not self.mcp.connected(s)]
+                if unconnected:
+                    raise ValueError(
+                        f"{unconnected[0].label()} is not connected: await "
+                        "Engines.connect_tools() at start-up (voxgate serve does)"
+                    )
+                extra = [t for s in persona.mcp_servers for t in self.mcp.tools(s)]
+                extra += self._added_tools.get(persona.id, [])
+                self._tools[persona.id] = resolve_tools(persona.tools, extra)
             except ValueError as exc:
                 raise ValueError(f"persona {persona.id!r}: {exc}") from None
         return self._tools[persona.id]
@@ -97,6 +129,7 @@ class Engines:
 
     async def warm(self) -> None:
         """First calls are slow (allocation, kernels); pay them before any user does."""
+        await self.connect_tools()  # the tool list is part of each persona's prefix
         for name, coro in (
             ("stt", self.stt.warm()),
             ("llm", self.llm.warm()),
@@ -111,7 +144,9 @@ class Engines:
         for persona in self.personas.values():
             if voice_problem(self.tts, persona.voice):
                 continue  # an optional voice engine is missing: that persona is refused later
-            for text in persona.fillers:
+            # The holding line too: said while a slow tool runs, it must not wait on TTS.
+            holding = [persona.holding_line] if self._has_tools(persona) else []
+            for text in [*persona.fillers, *holding]:
                 key = (persona.voice, text)
                 if key not in self.fillers:
                     self.fillers[key] = await self.tts.synthesize(
@@ -147,7 +182,7 @@ class Engines:
                 pass
 
     async def close(self) -> None:
-        await asyncio.gather(self.stt.close(), self.llm.close(), self.tts.close())
+        await asyncio.gather(self.stt.close(), self.llm.close(), self.tts.close(), self.mcp.close())
         if self.turn_scorer is not None:
             await self.turn_scorer.close()
         if self.memory_writer is not None:

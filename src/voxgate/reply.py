@@ -21,7 +21,7 @@ import json
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from voxgate.aio import cancel_and_wait
 from voxgate.audio.pcm import Int16Array
@@ -32,7 +32,7 @@ from voxgate.quality.checks import Violation
 from voxgate.quality.guard import ReplyGuard
 from voxgate.scheduler import Priority, PriorityRef
 from voxgate.tools.persona_tools import escape_markup, tool_call_text, tool_response_text
-from voxgate.tools.registry import Tool, ToolError, call_tool
+from voxgate.tools.registry import Tool, ToolContext, ToolError, call_tool
 from voxgate.tools.tool_call_stream import BadToolCall, SpokenText, ToolCall, ToolCallStream
 from voxgate.tts.base import TTSEngine
 from voxgate.tts.chunker import TextChunker
@@ -59,6 +59,14 @@ class Piece:
     text: str
     audio: Int16Array | None
     delta: str
+    holding: bool = False  # the holding line said while a tool runs, not the answer
+
+
+class _Clause(NamedTuple):
+    text: str
+    delta: str
+    audio: Int16Array | None = None  # made ahead (the holding line), else synthesized
+    holding: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +106,8 @@ class ReplyRun:
         speak: bool = True,
         tools: Sequence[Tool] = (),
         holding_line: str = "One moment.",
+        holding_audio: Int16Array | None = None,
+        tool_context: ToolContext | None = None,
     ) -> None:
         self.llm, self.tts, self.request, self.voice, self.clock = llm, tts, request, voice, clock
         self.answering = answering  # the transcript this run answers
@@ -110,6 +120,8 @@ class ReplyRun:
         self.options: object = None  # the session's reply options it was built with
         self._tools = {tool.name: tool for tool in tools}
         self._holding_line = holding_line
+        self._holding_audio = holding_audio  # synthesized at start-up, when it could be
+        self._tool_context = tool_context
         # Tools run only once the run answers a committed turn: never speculatively.
         self._promoted = asyncio.Event()
         self._tool_results: dict[str, str] = {}  # per call: a regenerated attempt reuses it
@@ -121,7 +133,7 @@ class ReplyRun:
         self.history_version = 0  # the session's count of history edits it was built on
         self._clause_mode = clauses
         self._first_chunk_words = first_chunk_words
-        self._clauses: asyncio.Queue[tuple[str, str] | None] = asyncio.Queue()
+        self._clauses: asyncio.Queue[_Clause | None] = asyncio.Queue()  # to synthesize
         self._unshown = ""  # raw text generated and not yet attached to a clause
         self._pending: list[tuple[str, str]] = []  # (clause, delta) not yet judged
         self._released: list[str] = []  # clauses that passed: the reply so far
@@ -309,14 +321,18 @@ class ReplyRun:
             ]
 
     async def _called_by_intent(self, request: LLMRequest) -> list[ChatMessage]:
-        """Pure tools the user's words ask for, called now (a speculative run too: they
-        are read-only): their calls and results, as if the model had made the calls."""
+        """Tools the user's words ask for, called before the model answers (pure ones on a
+        speculative run too): their calls and results, as if the model had made the calls."""
         asked = next((m.content for m in reversed(request.messages) if m.role == "user"), "")
         found: list[ChatMessage] = []
         for tool in self._tools.values():
-            if not (tool.pure and tool.intent is not None and tool.intent.search(asked)):
+            if tool.intent is None or not tool.intent.search(asked):
                 continue
-            call = ToolCall(tool.name, {})
+            arguments = tool.intent_arguments(asked) if tool.intent_arguments else {}
+            if arguments is None:
+                continue
+            # One with effects waits here for the commit (a speculative run does not run it).
+            call = ToolCall(tool.name, arguments)
             result, apology = await self._run_tool(call)
             if not apology:
                 found += [
@@ -341,11 +357,12 @@ class ReplyRun:
         try:
             if tool is None:
                 raise ToolError("unknown_tool", f"no tool {call.name!r}")
-            task = asyncio.ensure_future(call_tool(tool, call.arguments))
+            task = asyncio.ensure_future(call_tool(tool, call.arguments, self._tool_context))
             try:
                 done, _ = await asyncio.wait({task}, timeout=HOLDING_AFTER_S)
                 if not done and self.speak:  # a slow tool: say so while it runs
-                    self._queue_clause(self._holding_line, f"{self._holding_line} ")
+                    line = self._holding_line
+                    self._queue(_Clause(line, f"{line} ", self._holding_audio, holding=True))
                 result = await task
                 outcome, apology = "ok", ""
                 if not tool.pure:
@@ -450,20 +467,22 @@ class ReplyRun:
             self.metrics.stamp("llm_first_token", self._first_token_ms)
         for text, delta in self._pending:
             self._released.append(text)
-            self._queue_clause(text, delta)
+            self._queue(_Clause(text, delta))
         self._pending = []
 
-    def _queue_clause(self, text: str, delta: str) -> None:
+    def _queue(self, clause: _Clause) -> None:
         self._clauses_queued += 1
-        self._clauses.put_nowait((text, delta))
+        self._clauses.put_nowait(clause)
 
     async def _synthesize_all(self) -> None:
         tts_failed: str | None = None
         try:
             while (clause := await self._clauses.get()) is not None:
-                text, delta = clause
+                text, delta, audio, holding = clause
                 if not self.speak:
                     audio = None
+                elif audio is not None:
+                    pass  # made ahead (the holding line)
                 elif tts_failed is None:
                     audio = await self._synthesize(text)
                     if audio is None:
@@ -471,7 +490,7 @@ class ReplyRun:
                 else:
                     audio = None  # the text still goes out; its audio stops here
                 self._clauses_queued -= 1
-                self._items.put_nowait(Piece(text, audio, delta))
+                self._items.put_nowait(Piece(text, audio, delta, holding))
         except Exception as exc:  # a bug here must still end the reply, not hang its player
             self.error = self.error or f"internal: {exc}"
             raise

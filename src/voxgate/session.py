@@ -57,6 +57,7 @@ from voxgate.quality.guard import ReplyGuard
 from voxgate.reply import ReplyRun
 from voxgate.scheduler import Priority, PriorityRef
 from voxgate.speech import Filler, SpeechHandle
+from voxgate.tools.registry import ToolContext
 from voxgate.tts.router import voice_problem
 from voxgate.turns import machine as tm
 from voxgate.turns.recording import event_record
@@ -709,6 +710,7 @@ class Session:
             priority=PriorityRef(priority),
             conversation_id=self.id,
         )
+        voice = self.voice if self.voice and speaker is self.persona else speaker.voice
         guard = (
             ReplyGuard(self._reply_context(speaker, history, text))
             if self.config.reply_guard
@@ -718,7 +720,7 @@ class Session:
             llm=self.engines.llm,
             tts=self.engines.tts,
             request=request,
-            voice=self.voice if self.voice and speaker is self.persona else speaker.voice,
+            voice=voice,
             clock=self.clock,
             clauses=self.config.clause_chunking,
             answering=text,
@@ -729,6 +731,14 @@ class Session:
             speak=options.speak,
             tools=self.engines.tools_for(speaker),
             holding_line=speaker.holding_line,
+            holding_audio=self.engines.fillers.get((voice, speaker.holding_line)),
+            tool_context=ToolContext(
+                self.id,
+                speaker.id,
+                self.user,
+                self.engines.memory,
+                self.engines.memory_writer,
+            ),
         )
         run.options = options
         run.history_version = self._history_edits

@@ -158,7 +158,9 @@ class SpeechHandle:
                 if item.delta:
                     self.port.emit(ReplyText(item.delta, self.turn))
                 if item.audio is not None:
-                    await self._send_audio(item.text, item.audio, filler=False)
+                    await self._send_audio(
+                        item.text, item.audio, filler=False, holding=item.holding
+                    )
         finally:
             if get is not None:
                 get.cancel()
@@ -172,7 +174,9 @@ class SpeechHandle:
         self.port.emit(ReplyText(filler.text, self.turn, filler=True))
         await self._send_audio(filler.text, filler.audio, filler=True)
 
-    async def _send_audio(self, text: str, audio: Int16Array, *, filler: bool) -> None:
+    async def _send_audio(
+        self, text: str, audio: Int16Array, *, filler: bool, holding: bool = False
+    ) -> None:
         step = self.rate * FRAME_MS // 1000
         # Counted whole from the start: heard_text pro-rates the words of a clause by
         # how much of it was played, and played never exceeds what was sent.
@@ -190,7 +194,10 @@ class SpeechHandle:
             self.sent_samples += len(piece)
             now = self.clock.now_ms()
             self.metrics.stamp("first_audio_sent", now)
-            if not filler:
+            if holding:  # a tool runs: the answer is still to come
+                self.answer_started = True
+                self.metrics.stamp("holding_line_sent", now)
+            elif not filler:
                 self.answer_started = True
                 self.metrics.stamp("first_answer_audio_sent", now)
 

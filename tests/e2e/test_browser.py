@@ -242,6 +242,35 @@ async def test_client_against_scripted_server(
             encode_text(FrameType.TRANSCRIPT, "ever tried"),
             encode_text(FrameType.TRANSCRIPT, "Ever tried, ever failed.", FLAG_FINAL),
             encode_event({"type": "turn_start", "turn": 1, "text": "Ever tried, ever failed."}),
+            encode_event(
+                {
+                    "type": "tool",
+                    "turn": 1,
+                    "name": "current_time",
+                    "arguments": {"timezone": "UTC"},
+                    "outcome": "started",
+                }
+            ),
+            encode_event(
+                {
+                    "type": "tool",
+                    "turn": 1,
+                    "name": "current_time",
+                    "outcome": "ok",
+                    "duration_ms": 3,
+                    "result": "Wednesday 02 December 2026",
+                }
+            ),
+            encode_event({"type": "tool", "turn": 1, "name": "slow", "outcome": "started"}),
+            encode_event(
+                {
+                    "type": "tool",
+                    "turn": 1,
+                    "name": "slow",
+                    "outcome": "timeout",
+                    "duration_ms": 5000,
+                }
+            ),
             encode_text(FrameType.LLM_CHUNK, "Hmm.", FLAG_FILLER),
             encode_text(FrameType.LLM_CHUNK, "No matter. "),
             encode_text(FrameType.LLM_CHUNK, "Try again."),
@@ -291,6 +320,15 @@ async def test_client_against_scripted_server(
         assert (await page_state(page))["playedMs"] == {"1": positions[-1]}
         # Speculative LLM work began before the end of speech: the axis shows where speech ended.
         assert await page.evaluate("document.querySelectorAll('.waterfall .zero').length") == 5
+        # Tool calls in the turn's card: one line each, updated with what came of it.
+        assert await page.evaluate(
+            "[...document.querySelectorAll('.turn[data-turn=\"1\"] .tools li')]"
+            ".map(e => e.textContent)"
+        ) == [
+            'current_time("timezone":"UTC") ok, 3 ms → Wednesday 02 December 2026',
+            "slow() timeout, 5000 ms",
+        ]
+        assert await page.evaluate("voxgate.tools.length") == 4
         filler = await page.evaluate("document.querySelector('.reply .filler').textContent")
         assert filler == "Hmm."
         assert await page.evaluate("document.querySelector('#status').dataset.speaking") == "false"

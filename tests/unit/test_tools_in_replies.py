@@ -268,3 +268,21 @@ def test_a_result_cannot_pose_as_markup() -> None:
     assert isinstance(llm, FakeLLM)
     response = llm.requests[1].messages[-2].content
     assert response.count("</tool_response>") == 1 and "<tool_call>" not in response
+
+
+def test_the_holding_line_is_synthesized_at_start_up() -> None:
+    engines = engines_with("slow_lookup", [call("slow_lookup", city="Rome"), "Rain in Rome."])
+    asyncio.run(engines.warm())
+    assert isinstance(engines.llm, FakeLLM)
+    engines.llm.requests.clear()  # the warm-up's request: the script starts again
+    ada = engines.personas["ada"]
+    made = engines.fillers[(ada.voice, "Hold on.")]
+    tts = engines.tts
+    assert isinstance(tts, FakeTTS) and tts.texts == ["Hold on."] and len(made) > 0
+    h = run_turn(engines, "Weather in Rome?")
+    assert spoken(h) == "Hold on. Rain in Rome."
+    assert tts.texts == ["Hold on.", "Rain in Rome."]  # the holding line was made ahead
+    (metrics,) = h.events("metrics")
+    # The holding line is not the answer: voice-to-voice waits for the answer's audio.
+    stamps = metrics["timestamps"]
+    assert stamps["holding_line_sent"] < stamps["first_answer_audio_sent"]

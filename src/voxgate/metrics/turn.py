@@ -23,6 +23,7 @@ STAMPS = (
     "llm_first_token",
     "first_tts_audio",
     "first_audio_sent",
+    "holding_line_sent",
     "first_answer_audio_sent",
     "reply_end",
 )
@@ -109,6 +110,8 @@ class TurnMetrics:
             "tts_first_byte": self._tts_first_byte(),
             "first_audio": self._between("speech_end", "first_audio_sent"),
             "voice_to_voice": self._between("speech_end", "first_answer_audio_sent"),
+            # A tool turn: when the holding line began, while the tool ran.
+            "holding_line": self._between("speech_end", "holding_line_sent"),
             "answer_after_commit": self._between("committed", "first_answer_audio_sent"),
             # How long before the commit the speculative reply that was kept had started.
             "speculation_lead": (

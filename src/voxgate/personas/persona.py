@@ -14,6 +14,8 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
+from voxgate.tools.mcp_spec import McpServerSpec, parse_mcp_servers
+
 ENGINES = ("piper", "kokoro")
 # Kokoro accepts speeds in [0.5, 2.0]; Piper's length scale works in the same
 # range, and outside it both sound broken, so one range serves both engines.
@@ -23,7 +25,7 @@ PERSONA_ID = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 
 _TOP_KEYS = frozenset({"name", "instructions", "description", "aliases", "facts", "fillers",
                        "max_reply_tokens", "voice", "turns", "examples", "tools",
-                       "holding_line"})
+                       "holding_line", "mcp_servers"})
 MAX_EXAMPLES = 8
 # Beyond about ±40 % the resampled voice turns cartoonish.
 MIN_PITCH, MAX_PITCH = 0.6, 1.6
@@ -70,6 +72,8 @@ class Persona:
     # Tools it may call: a built-in name ("current_time") or "package.module:function".
     tools: tuple[str, ...] = ()
     holding_line: str = "One moment."  # said when a tool takes a while
+    # MCP servers whose tools it may call, connected at start-up (voxgate.tools.mcp_client).
+    mcp_servers: tuple[McpServerSpec, ...] = ()
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -212,7 +216,15 @@ def _build(persona_id: str, data: dict[str, Any]) -> Persona:
         examples=_examples(data.get("examples", [])),
         tools=_strings(data.get("tools", []), "tools"),
         holding_line=_holding_line(data.get("holding_line", "One moment.")),
+        mcp_servers=_mcp_servers(data.get("mcp_servers", [])),
     )
+
+
+def _mcp_servers(value: Any) -> tuple[McpServerSpec, ...]:
+    try:
+        return parse_mcp_servers(value)
+    except ValueError as exc:
+        raise PersonaError(str(exc)) from None
 
 
 def _holding_line(value: Any) -> str:

@@ -9,22 +9,55 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from voxgate.tools.builtin import CURRENT_TIME_INTENT, current_time
+from voxgate.tools.memory_tools import (
+    RECALL_INTENT,
+    REMEMBER_INTENT,
+    recall,
+    recall_arguments,
+    remember,
+    remember_arguments,
+)
 from voxgate.tools.registry import Tool, load_tool, tool_from_function
 
-# name -> (function, the words that ask for it); built-ins are pure (read-only, instant).
-BUILTIN: dict[str, tuple[Callable[..., Any], re.Pattern[str] | None]] = {
-    "current_time": (current_time, CURRENT_TIME_INTENT)
+ArgumentsFromWords = Callable[[str], dict[str, Any] | None]
+
+
+@dataclasses.dataclass(frozen=True)
+class Builtin:
+    function: Callable[..., Any]
+    # The user's words that ask for it, and the arguments they give: the session calls it
+    # then, before the model answers (a small model seldom calls tools itself).
+    intent: re.Pattern[str]
+    intent_arguments: ArgumentsFromWords | None = None
+    pure: bool = True  # read-only and instant: it may run before the commit
+
+
+BUILTIN: dict[str, Builtin] = {
+    "current_time": Builtin(current_time, CURRENT_TIME_INTENT),
+    # A write: it waits for the commit like any tool with effects.
+    "remember": Builtin(remember, REMEMBER_INTENT, remember_arguments, pure=False),
+    "recall": Builtin(recall, RECALL_INTENT, recall_arguments),
 }
 
 
-def resolve_tools(names: Sequence[str]) -> list[Tool]:
-    """Built-in names and ``package.module:function`` paths; ValueError names the fix."""
+def builtin_tool(name: str) -> Tool:
+    spec = BUILTIN[name]
+    return dataclasses.replace(
+        tool_from_function(spec.function),
+        pure=spec.pure,
+        intent=spec.intent,
+        intent_arguments=spec.intent_arguments,
+        source="builtin",
+    )
+
+
+def resolve_tools(names: Sequence[str], extra: Sequence[Tool] = ()) -> list[Tool]:
+    """Built-in names and ``package.module:function`` paths, then ``extra`` (tools from MCP
+    servers or from Python code); ValueError names the fix."""
     tools: list[Tool] = []
     for name in names:
         if name in BUILTIN:
-            function, intent = BUILTIN[name]
-            tool = tool_from_function(function)
-            tools.append(dataclasses.replace(tool, pure=True, intent=intent))
+            tools.append(builtin_tool(name))
         elif ":" in name:
             tools.append(load_tool(name))
         else:
@@ -32,8 +65,9 @@ def resolve_tools(names: Sequence[str]) -> list[Tool]:
                 f"unknown tool {name!r}: use a built-in ({', '.join(sorted(BUILTIN))}) "
                 "or package.module:function"
             )
-    seen = [t.name for t in tools]
-    if len(set(seen)) != len(seen):
+    tools += extra
+    seen = [f"{t.name} ({t.source})" for t in tools]
+    if len({t.name for t in tools}) != len(tools):
         raise ValueError(f"two tools share a name: {', '.join(seen)}")
     return tools
 

@@ -1,5 +1,8 @@
 """Python functions as tools: a JSON schema from their type hints and docstring (pydantic),
-arguments validated before the call, sync or async, each call bounded by a timeout."""
+arguments validated before the call, sync or async, each call bounded by a timeout.
+
+A parameter typed ``ToolContext`` is not an argument the model gives: the session passes
+who is talking to whom (and the persona's memory), so a tool can act for this user."""
 
 from __future__ import annotations
 
@@ -19,6 +22,19 @@ DEFAULT_TIMEOUT_S = 5.0
 # What a tool's result may put into the context; the model reads a summary, not a dump.
 MAX_RESULT_CHARS = 4000
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class ToolContext:
+    """What a tool may know about the call: the conversation, the persona, the user."""
+
+    session_id: str = ""
+    persona_id: str = ""
+    user_id: str = ""
+    # The persona memory (voxgate.personas.memory.MemoryStore) and its writer thread
+    # (memory_writer.MemoryWriter); None where the server keeps no memory.
+    memory: Any = None
+    memory_writer: Any = None
 
 
 class ToolError(Exception):
@@ -42,6 +58,12 @@ class Tool:
     # User words that ask for it: the session calls it then, before the model answers
     # (a small model does not reliably call tools itself). Only for pure tools.
     intent: re.Pattern[str] | None = None
+    # The arguments those words give (None: they do not, after all); default: none.
+    intent_arguments: Callable[[str], dict[str, Any] | None] | None = None
+    # The parameter that receives the ToolContext, if the function takes one.
+    context_parameter: str | None = None
+    # Where it comes from, for errors and events: "python", "builtin" or "mcp:<server>".
+    source: str = "python"
 
     def definition(self) -> dict[str, Any]:
         """The OpenAI-style function definition (also what Qwen2.5's template lists)."""
@@ -94,11 +116,15 @@ def tool_from_function(
         raise ValueError(f"tool {name!r} needs a docstring: the model reads it to choose tools")
     hints = typing.get_type_hints(function)
     fields: dict[str, Any] = {}
+    context_parameter = None
     for param in inspect.signature(function).parameters.values():
         if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
             raise ValueError(f"tool {name!r}: *args and **kwargs cannot be described")
         if param.name not in hints:
             raise ValueError(f"tool {name!r}: parameter {param.name!r} needs a type hint")
+        if hints[param.name] is ToolContext:
+            context_parameter = param.name  # the session's to give, not the model's
+            continue
         default = ... if param.default is inspect.Parameter.empty else param.default
         fields[param.name] = (
             hints[param.name],
@@ -108,7 +134,9 @@ def tool_from_function(
         f"{name}_arguments", __config__=ConfigDict(extra="forbid"), **fields
     )
     parameters = _strip_titles(model.model_json_schema())
-    return Tool(name, summary, parameters, model, function, timeout_s)
+    return Tool(
+        name, summary, parameters, model, function, timeout_s, context_parameter=context_parameter
+    )
 
 
 def load_tool(spec: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> Tool:
@@ -133,7 +161,9 @@ def _as_text(result: Any) -> str:
     return text
 
 
-async def call_tool(tool: Tool, arguments: dict[str, Any]) -> str:
+async def call_tool(
+    tool: Tool, arguments: dict[str, Any], context: ToolContext | None = None
+) -> str:
     """Run ``tool`` with ``arguments`` (validated first); its result as text.
 
     ToolError: the arguments do not fit, it ran past its timeout, or it raised. An async
@@ -146,6 +176,9 @@ async def call_tool(tool: Tool, arguments: dict[str, Any]) -> str:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise ToolError("bad_arguments", f"{tool.name}: {problems}") from None
     kwargs = {field: getattr(values, field) for field in type(values).model_fields}
+    kwargs |= values.model_extra or {}  # a schema-only tool (MCP) takes what it was given
+    if tool.context_parameter is not None:
+        kwargs[tool.context_parameter] = context or ToolContext()
     try:
         async with asyncio.timeout(tool.timeout_s):
             if inspect.iscoroutinefunction(tool.function):
@@ -154,6 +187,8 @@ async def call_tool(tool: Tool, arguments: dict[str, Any]) -> str:
                 result = await asyncio.to_thread(tool.function, **kwargs)
     except TimeoutError:
         raise ToolError("timeout", f"{tool.name} took over {tool.timeout_s:g} s") from None
+    except ToolError:
+        raise  # the tool's own verdict (an MCP server's error result)
     except Exception as exc:
         raise ToolError("failed", f"{tool.name}: {type(exc).__name__}: {exc}") from exc
     return _as_text(result)

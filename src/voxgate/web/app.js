@@ -30,6 +30,9 @@ const STAGES = [
   { key: 'stt', label: 'STT final', at: 'final_transcript' },
   { key: 'llm_ttft', label: 'LLM first token', at: 'llm_first_token' },
   { key: 'tts_first_byte', label: 'TTS first audio', at: 'first_tts_audio' },
+  // Only on a turn whose tool ran long enough for the persona to say it is on it.
+  { key: 'holding_line', label: 'Holding line', fromZero: true, optional: true,
+    at: 'holding_line_sent' },
   { key: 'voice_to_voice', label: 'Voice to voice', fromZero: true, total: true,
     at: 'first_answer_audio_sent' },
 ];
@@ -56,6 +59,7 @@ const hooks = {
   samplesPlayed: 0, // context-rate samples the player worklet has output
   contextRate: null, // AudioContext sample rate, once started
   metrics: [], // `metrics` events
+  tools: [], // `tool` events, in order
   interruptions: [], // `interrupted` events
   protocol: null, // the version the server agreed in `welcome`
   playedMs: {}, // turn -> last `playback` position sent (ms of that turn's audio played)
@@ -156,6 +160,34 @@ const ui = {
     agent.scrollIntoView({ block: 'nearest' });
   },
 
+  // One line per tool call in the turn's card: started, then what came of it.
+  tool(event) {
+    const card = $('turns').querySelector(`.turn[data-turn="${event.turn}"]`) || this.replyCard;
+    if (!card) return;
+    const list = card.querySelector('.tools');
+    list.hidden = false;
+    let item = [...list.children].find(
+      (li) => li.dataset.name === String(event.name) && li.dataset.outcome === 'started');
+    if (!item || event.outcome === 'started') {
+      item = document.createElement('li');
+      item.dataset.name = String(event.name);
+      const name = document.createElement('code');
+      const args = event.arguments ? JSON.stringify(event.arguments) : '';
+      name.textContent = `${event.name ?? 'unreadable call'}(${args.slice(1, -1)})`;
+      const outcome = document.createElement('span');
+      outcome.className = 'outcome';
+      item.append(name, ' ', outcome);
+      list.append(item);
+    }
+    item.dataset.outcome = event.outcome;
+    const ms = num(event.duration_ms);
+    let text = event.outcome === 'started' ? 'running…' : event.outcome;
+    if (ms !== null) text += `, ${ms} ms`;
+    if (event.result) text += ` → ${event.result}`;
+    if (event.error) text += `: ${event.error}`;
+    item.querySelector('.outcome').textContent = text;
+  },
+
   interrupted(event) {
     if (!this.replyCard) return;
     const agent = this.replyCard.querySelector('.agent');
@@ -212,7 +244,7 @@ function layoutStages(m) {
 }
 
 function renderWaterfall(figure, m) {
-  const rows = layoutStages(m);
+  const rows = layoutStages(m).filter((r) => !(r.optional && r.ms === null));
   const shown = rows.filter((r) => r.ms !== null);
   const lo = Math.min(0, ...shown.map((r) => r.start));
   const hi = Math.max(1, ...shown.map((r) => r.start + r.ms));
@@ -456,6 +488,10 @@ class Session {
       case 'metrics':
         hooks.metrics.push(event);
         ui.metrics(event);
+        break;
+      case 'tool':
+        hooks.tools.push(event);
+        ui.tool(event);
         break;
       default:
         break; // `config` answers and future events need nothing here
