@@ -202,6 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help="also run the default through the OpenAI Realtime endpoint")
     latency.add_argument("--ablate-guard", action="store_true",
                          help="also run with the reply guard off")
+    latency.add_argument("--tools", action="store_true",
+                         help="instead: tool turns (clock, a slow lookup) beside plain ones, "
+                         "speech end to holding line and to answer audio")
     latency.set_defaults(func=_lazy("voxgate.bench.latency:cli_latency"))
 
     endpointing = bench_sub.add_parser(

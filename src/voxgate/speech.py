@@ -155,11 +155,12 @@ class SpeechHandle:
                     self.error = item.error
                     return
                 self._filler = None  # the answer is here: no acknowledgment any more
+                # The holding line goes out flagged like a filler: it is not the answer.
                 if item.delta:
-                    self.port.emit(ReplyText(item.delta, self.turn))
+                    self.port.emit(ReplyText(item.delta, self.turn, filler=item.holding))
                 if item.audio is not None:
                     await self._send_audio(
-                        item.text, item.audio, filler=False, holding=item.holding
+                        item.text, item.audio, filler=item.holding, holding=item.holding
                     )
         finally:
             if get is not None:

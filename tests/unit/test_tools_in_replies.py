@@ -10,6 +10,8 @@ import json
 import time
 from typing import Any
 
+import pytest
+
 from tests.fakes import FakeLLM, FakeSTT, FakeTTS, fake_engines
 from tests.session_harness import Harness
 from voxgate.config import SessionConfig
@@ -286,3 +288,27 @@ def test_the_holding_line_is_synthesized_at_start_up() -> None:
     # The holding line is not the answer: voice-to-voice waits for the answer's audio.
     stamps = metrics["timestamps"]
     assert stamps["holding_line_sent"] < stamps["first_answer_audio_sent"]
+
+
+def test_tools_added_from_python_join_the_persona_file_ones() -> None:
+    engines = engines_with("lookup_weather", [call("slow_lookup", city="Kyiv"), "Rain."])
+
+    async def snow_report(city: str) -> str:
+        """Snow depth in a city.
+
+        Args:
+            city: the city's name.
+        """
+        return f"no snow in {city}"
+
+    engines.add_tools("ada", slow_lookup, snow_report)
+    names = [t.name for t in engines.tools_for(engines.personas["ada"])]
+    assert names == ["lookup_weather", "slow_lookup", "snow_report"]
+    assert '"name": "snow_report"' in engines.tools_text(engines.personas["ada"])
+    h = run_turn(engines, "Weather in Kyiv?")  # the added tool is callable in a reply
+    assert [e["outcome"] for e in h.events("tool")] == ["started", "ok"]
+    with pytest.raises(KeyError, match="unknown persona"):
+        engines.add_tools("nobody", snow_report)
+    engines.add_tools("ada", lookup_weather)
+    with pytest.raises(ValueError, match="two tools share a name: lookup_weather"):
+        engines.tools_for(engines.personas["ada"])

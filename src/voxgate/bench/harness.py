@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,13 +32,17 @@ async def start_bench_server(
     max_sessions: int = 16,
     model: str | None = None,
     release_memory: bool = True,
+    prepare: Callable[[Engines], None] | None = None,
 ) -> BenchServer:
-    """Load and warm the default stack, serve it on a free loopback port, no token."""
+    """Load and warm the default stack, serve it on a free loopback port, no token.
+    ``prepare`` changes the engines before the warm-up (personas, tools)."""
     trace_path = Path(trace or f"runs/bench-{kind}-{time.strftime('%Y%m%d-%H%M%S')}.jsonl")
     print(f"[{kind}] loading and warming models...", flush=True)
     # A fresh memory store: what earlier runs taught the personas must not change the prompts.
     memory = Path(tempfile.mkdtemp(prefix=f"voxgate-{kind}-")) / "memory.sqlite3"
     engines = load_default_engines(trace_path=trace_path, memory_path=memory, model=model)
+    if prepare is not None:
+        prepare(engines)
     await engines.warm()
     return await serve_engines(engines, max_sessions, release_memory)
 

@@ -354,6 +354,10 @@ async def bench(args: argparse.Namespace) -> list[TurnRow]:
 
 
 def cli_latency(args: argparse.Namespace) -> int:
+    if args.tools:
+        from voxgate.bench.tool_turns import cli_tool_turns
+
+        return cli_tool_turns(args)
     rows = asyncio.run(bench(args))
     modes = [mode.name for _, planned in planned_modes(args) for mode in planned]
     print()

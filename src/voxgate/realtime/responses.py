@@ -253,7 +253,8 @@ class ResponseEncoder:
         response = self.responses.get(message.turn)
         if response is None or not message.text:
             return []
-        text = message.text + " " if message.filler else message.text  # its own sentence
+        # A filler (or holding line) is its own sentence.
+        text = message.text.rstrip() + " " if message.filler else message.text
         response.text.append(text)
         kind = (
             "response.output_audio_transcript.delta"
