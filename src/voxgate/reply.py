@@ -129,6 +129,7 @@ class ReplyRun:
         self._notify: Callable[[dict[str, Any]], None] | None = None  # tool events out
         self._unsent_events: list[dict[str, Any]] = []
         self._calls_made = 0
+        self._called_on_words: dict[str, str] = {}  # tool -> result, of the intent calls
         self.effects_ran = False  # a tool with effects ran: the reply is not regenerated
         self.history_version = 0  # the session's count of history edits it was built on
         self._clause_mode = clauses
@@ -278,7 +279,11 @@ class ReplyRun:
     async def _with_tools(self, request: LLMRequest, usage: LLMUsage) -> AsyncIterator[str]:
         """The reply's words across tool rounds: a call ends a round, its result starts
         the next; the markup itself is never given out to be spoken."""
-        messages = list(request.messages) + await self._called_by_intent(request)
+        found, apology = await self._called_by_intent(request)
+        if apology:  # the user asked for it and it failed: say so, claim nothing
+            yield apology
+            return
+        messages = list(request.messages) + found
         spoken = ""  # across rounds: a new round's words must not run into the last ones
         while True:
             parser, said, call = ToolCallStream(), "", None
@@ -306,11 +311,16 @@ class ReplyRun:
                     if isinstance(item, SpokenText):
                         yield item.text
                 return
-            if self._calls_made >= MAX_TOOL_CALLS:  # per reply, attempts included
+            if call.name in self._called_on_words:
+                # Already run on the user's words (a note kept): the model's own call of it
+                # is answered from that run, not run again with other wording.
+                result, apology = self._called_on_words[call.name], ""
+            elif self._calls_made >= MAX_TOOL_CALLS:  # per reply, attempts included
                 self._tool_event({"name": call.name, "outcome": "capped"})
                 return
-            self._calls_made += 1
-            result, apology = await self._run_tool(call)
+            else:
+                self._calls_made += 1
+                result, apology = await self._run_tool(call)
             if apology:
                 yield f" {apology}" if spoken and not spoken[-1].isspace() else apology
                 return
@@ -320,26 +330,41 @@ class ReplyRun:
                 ChatMessage("system", ANSWER_FROM_RESULT),
             ]
 
-    async def _called_by_intent(self, request: LLMRequest) -> list[ChatMessage]:
-        """Tools the user's words ask for, called before the model answers (pure ones on a
-        speculative run too): their calls and results, as if the model had made the calls."""
-        asked = next((m.content for m in reversed(request.messages) if m.role == "user"), "")
-        found: list[ChatMessage] = []
+    def intent_calls(self, asked: str) -> list[ToolCall]:
+        """The calls the user's words ``asked`` ask for (built-ins declare the words)."""
+        calls = []
         for tool in self._tools.values():
             if tool.intent is None or not tool.intent.search(asked):
                 continue
             arguments = tool.intent_arguments(asked) if tool.intent_arguments else {}
-            if arguments is None:
-                continue
+            if arguments is not None:
+                calls.append(ToolCall(tool.name, arguments))
+        return calls
+
+    def effects_asked(self, asked: str) -> list[ToolCall]:
+        """The calls with effects ``asked`` asks for: a speculative run built on other words
+        (punctuation counts: "?" makes a note a question) must not run its own."""
+        return [c for c in self.intent_calls(asked) if not self._tools[c.name].pure]
+
+    async def _called_by_intent(self, request: LLMRequest) -> tuple[list[ChatMessage], str]:
+        """Tools the user's words ask for, called before the model answers (pure ones on a
+        speculative run too): their calls and results, as if the model had made the calls,
+        or an apology to speak when one failed."""
+        asked = next((m.content for m in reversed(request.messages) if m.role == "user"), "")
+        found: list[ChatMessage] = []
+        for call in self.intent_calls(asked)[:MAX_TOOL_CALLS]:
+            self._calls_made += 1
             # One with effects waits here for the commit (a speculative run does not run it).
-            call = ToolCall(tool.name, arguments)
             result, apology = await self._run_tool(call)
-            if not apology:
-                found += [
-                    ChatMessage("assistant", tool_call_text(call.name, call.arguments)),
-                    ChatMessage("user", tool_response_text(result)),
-                ]
-        return [*found, ChatMessage("system", ANSWER_FROM_RESULT)] if found else []
+            if apology:
+                return [], apology
+            if not self._tools[call.name].pure:  # a read may be asked again (other args)
+                self._called_on_words[call.name] = result
+            found += [
+                ChatMessage("assistant", tool_call_text(call.name, call.arguments)),
+                ChatMessage("user", tool_response_text(result)),
+            ]
+        return ([*found, ChatMessage("system", ANSWER_FROM_RESULT)] if found else []), ""
 
     async def _run_tool(self, call: ToolCall) -> tuple[str, str]:
         """(result, "") or ("", an apology to speak). Waits for the commit first, unless
@@ -360,8 +385,8 @@ class ReplyRun:
             task = asyncio.ensure_future(call_tool(tool, call.arguments, self._tool_context))
             try:
                 done, _ = await asyncio.wait({task}, timeout=HOLDING_AFTER_S)
-                if not done and self.speak:  # a slow tool: say so while it runs
-                    line = self._holding_line
+                if not done and self.speak and await self._still_running_when_live(task):
+                    line = self._holding_line  # a slow tool: say so while it runs
                     self._queue(_Clause(line, f"{line} ", self._holding_audio, holding=True))
                 result = await task
                 outcome, apology = "ok", ""
@@ -387,10 +412,21 @@ class ReplyRun:
             self._tool_event(event)
             if outcome == "ok":
                 self._tool_results[key] = result
-                args = json.dumps(call.arguments, ensure_ascii=False)
+                args = escape_markup(json.dumps(call.arguments, ensure_ascii=False))
                 note = f"({call.name}({args}) returned: {escape_markup(result)})"
                 self.tool_notes.append(note)
         return result, apology
+
+    async def _still_running_when_live(self, task: asyncio.Future[str]) -> bool:
+        """Wait for the commit or the tool, whichever comes first: a speculative run's tool
+        that is done by the commit needs no holding line."""
+        promoted: asyncio.Future[Any] = asyncio.ensure_future(self._promoted.wait())
+        either: set[asyncio.Future[Any]] = {task, promoted}
+        try:
+            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            promoted.cancel()
+        return not task.done()
 
     def _tool_event(self, event: dict[str, Any]) -> None:
         if self._notify is not None:

@@ -623,8 +623,10 @@ class Session:
             or run.history_len != len(history)
             or run.options != queued.options
             or run.history_version != self._history_edits
+            or run.effects_asked(run.answering) != run.effects_asked(queued.text)
         ):
-            # Built on another speaker, a history that has grown since or other options.
+            # Built on another speaker, a history that has grown since, other options, or
+            # words that ask for a tool with effects differently (a note to keep).
             self._spawn(run.close(), "drop-speculation")
             queued.metrics.wasted_llm_calls += 1
             queued.metrics.speculative = "miss"
@@ -780,7 +782,9 @@ class Session:
         event: dict[str, Any] | None = None
         try:
             wait = metrics.durations().get("answer_after_commit")
-            if wait is not None and not handle.interrupted:
+            # A tool's run time is not the model's pace: it would bring fillers too early.
+            ran_tool = any(span.stage == "tool" for span in metrics.spans)
+            if wait is not None and not handle.interrupted and not ran_tool:
                 self._recent_waits.append(wait)
             if self.closed and not handle.interrupted:  # cut off by a disconnect or shutdown
                 played, source = handle.played_ms()

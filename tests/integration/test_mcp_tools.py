@@ -118,11 +118,15 @@ def test_streamable_http_server_tools_are_listed_and_called(http_server: str) ->
 
 def test_a_server_that_does_not_start_fails_with_its_name() -> None:
     spec = McpServerSpec("broken", command=("python", "-c", "import sys; sys.exit(3)"))
+    wrong_tool = dataclasses.replace(STDIO, tools=("convert_unit",))
 
     async def scenario() -> None:
         servers = McpServers()
         with pytest.raises(RuntimeError, match="MCP server 'broken'"):
             await servers.connect([spec])
+        # A tool the server does not offer: the error lists what it does offer.
+        with pytest.raises(RuntimeError, match=r"no tool convert_unit \(it offers: convert_"):
+            await servers.connect([wrong_tool])
         await servers.close()
 
     asyncio.run(scenario())

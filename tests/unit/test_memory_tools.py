@@ -27,6 +27,8 @@ ASK_TO_REMEMBER = {
     "Don't forget I'm vegetarian.": "I'm vegetarian",
     "OK. Make a note that the meeting moved to Friday.": "the meeting moved to Friday",
     "remember: the wifi password is on the fridge": "the wifi password is on the fridge",
+    "Could you remember that I'm vegetarian?": "I'm vegetarian",
+    "Remember my locker is 42. What time is it?": "my locker is 42",
 }
 NOT_ASKING_TO_REMEMBER = [
     "Do you remember my locker number?",
@@ -36,6 +38,11 @@ NOT_ASKING_TO_REMEMBER = [
     "What did I ask you to remember?",
     "Remember me to your mother.",
     "Tell me about the weather.",
+    "I'll try to remember that.",
+    "We went out and remember thinking it was odd.",
+    "Can you remember my wife's name?",
+    "Remember that.",
+    "Note to self, buy milk?",
 ]
 ASK_TO_RECALL = [
     "Do you remember my locker number?",
@@ -47,6 +54,9 @@ ASK_TO_RECALL = [
 ]
 NOT_ASKING_TO_RECALL = [
     "Remember that my locker is 42.",
+    "Do you know a good pasta recipe?",
+    "Can you recall the capital of France?",
+    "Do you remember the plot of Hamlet?",
     "What is the capital of France?",
     "Tell me a story about a dragon.",
     "I said hello to my neighbour.",
@@ -88,11 +98,13 @@ def test_notes_are_kept_per_persona_and_user(tmp_path: Path) -> None:
         assert remember("my locker is 42", sam) == 'Noted: "my locker is 42".'
         remember("my sister is Anna", sam)
         assert writer.flush(5.0)
-        assert "my locker is 42" in recall("locker", sam)
-        assert "Anna" not in recall("locker", sam)  # only what matches the subject
-        assert "Anna" in recall("", sam)
-        assert "Nothing" in recall("", dataclasses.replace(sam, user_id="kim"))
-        assert "Nothing" in recall("", dataclasses.replace(sam, persona_id="max"))
+        assert "my locker is 42" in recall(sam, "locker")
+        assert "Anna" not in recall(sam, "locker")  # only what matches the subject
+        assert "Anna" in recall(sam)
+        # A subject with no note: no unrelated notes for the model to answer from.
+        assert recall(sam, "the weather") == "Nothing is noted about the weather."
+        assert "Nothing" in recall(dataclasses.replace(sam, user_id="kim"))
+        assert "Nothing" in recall(dataclasses.replace(sam, persona_id="max"))
         # The note joins the summary later sessions' prompts carry.
         assert "my locker is 42" in store.summary("ada", "sam")
 
@@ -152,3 +164,20 @@ def test_a_note_from_one_session_is_recalled_in_the_next(tmp_path: Path) -> None
     # The second session's model was handed the note as recall's result.
     answer_prompt = "\n".join(m.content for m in llm.requests[-1].messages)
     assert "<tool_response>" in answer_prompt and "my locker is 42" in answer_prompt
+
+
+def test_a_failed_note_is_apologised_for_not_claimed() -> None:
+    llm = FakeLLM(script=["Got it, I will remember that."])
+    engines = fake_engines(FakeSTT(lambda s: ""), llm, FakeTTS(ms_per_char=5))
+    engines.personas["ada"] = dataclasses.replace(engines.personas["ada"], tools=("remember",))
+
+    async def scenario() -> Harness:
+        return await _turn(engines, "sam", "Remember that my locker is 42.")
+
+    h = asyncio.run(scenario())  # no memory store: the write fails
+    from voxgate.protocol.frames import FrameType
+
+    said = "".join(f.text for f in h.frames if f.type is FrameType.LLM_CHUNK)
+    assert said == "Sorry, I couldn't do that."
+    assert [e["outcome"] for e in h.events("tool")] == ["started", "failed"]
+    assert llm.requests == []  # the model never got to say it remembered

@@ -12,10 +12,17 @@ INSTRUCTIONS = (
 FACT = "You run offline: speech recognition, language model and voice all live on this machine."
 
 
-def ctx(user: str = "", earlier: tuple[str, ...] = (), others: frozenset[str] = frozenset()
-        ) -> ReplyContext:
-    return ReplyContext(persona_name="Ada", instructions=INSTRUCTIONS, knowledge=(FACT,),
-                        user_text=user, earlier_replies=earlier, other_names=others)
+def ctx(
+    user: str = "", earlier: tuple[str, ...] = (), others: frozenset[str] = frozenset()
+) -> ReplyContext:
+    return ReplyContext(
+        persona_name="Ada",
+        instructions=INSTRUCTIONS,
+        knowledge=(FACT,),
+        user_text=user,
+        earlier_replies=earlier,
+        other_names=others,
+    )
 
 
 def rules(reply: str, context: ReplyContext) -> set[str]:
@@ -65,8 +72,12 @@ def test_asking_to_hear_it_again_or_asking_who_it_is_allows_the_same_reply() -> 
     again = "The tallest mountain in the world is Mount Everest."
     assert "repeat" not in rules(again, ctx("Sorry, could you say that again?", earlier))
     assert "repeat" not in rules(again, ctx("Pardon? I didn't catch that.", earlier))
-    same = ReplyContext(persona_name="Ada", user_text="Ever tried?", earlier_replies=earlier,
-                        earlier_user_lines=("Hello.", "Ever tried?"))
+    same = ReplyContext(
+        persona_name="Ada",
+        user_text="Ever tried?",
+        earlier_replies=earlier,
+        earlier_user_lines=("Hello.", "Ever tried?"),
+    )
     assert "repeat" not in rules(again, same)  # the same line again: the same answer is fine
     name = ("I'm Ada, your voice assistant.",)
     assert "repeat" not in rules("I'm Ada, your voice assistant.", ctx("Who are you?", name))
@@ -77,6 +88,9 @@ def test_markdown_lists_and_emoji_are_not_speech() -> None:
     assert "markdown" in rules("It is **very** simple.", ctx("How?"))
     assert "markdown" in rules("Great job! 🎉", ctx("I did it."))
     assert "markdown" not in rules("It's 3.5 kilometres, about 2 miles.", ctx("How far?"))
+    # A tag echoed from the tool section of the prompt is read out as words.
+    assert "markdown" in rules("Sure, the time is <current_time>.", ctx("Long day."))
+    assert "markdown" not in rules("Three is < four and 5 > 2.", ctx("Compare."))
 
 
 def test_taking_the_users_name_or_the_base_models_is_an_identity_slip() -> None:

@@ -115,3 +115,18 @@ def test_the_clock_is_asked_for_by_questions_of_time_only() -> None:
                 "What is the capital of France?"]  # fmt: skip
     assert all(CURRENT_TIME_INTENT.search(q) for q in asks)
     assert not any(CURRENT_TIME_INTENT.search(q) for q in not_asks)
+
+
+def test_schema_titles_go_but_a_parameter_named_title_stays() -> None:
+    def save(title: str, body: str = "") -> str:
+        """Save a page.
+
+        Args:
+            title: the page's title.
+        """
+        return title
+
+    schema = tool_from_function(save).parameters
+    assert set(schema["properties"]) == {"title", "body"}
+    assert "title" not in schema and "title" not in schema["properties"]["body"]
+    assert schema["properties"]["title"]["description"] == "the page's title."

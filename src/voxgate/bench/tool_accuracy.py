@@ -27,6 +27,8 @@ from voxgate.personas.memory import MemoryStore
 from voxgate.personas.memory_writer import MemoryWriter
 from voxgate.personas.persona import Persona, load_personas
 from voxgate.prompt.assembler import PromptAssembler
+from voxgate.quality.checks import reply_context
+from voxgate.quality.guard import ReplyGuard
 from voxgate.reply import ReplyEnd, ReplyRun
 from voxgate.tools.mcp_client import McpServers
 from voxgate.tools.mcp_spec import McpServerSpec
@@ -165,6 +167,8 @@ async def _one(
         tools=tools,
         speak=False,
         tool_context=context,
+        # The reply guard, as a session has it on: a reply it fails is generated again.
+        guard=ReplyGuard(reply_context(persona.name, persona.instructions, persona.facts, prompt)),
     )
     events: list[dict[str, Any]] = []
     run.open_events(events.append)

@@ -45,6 +45,8 @@ _MARKDOWN = re.compile(
     r"(\*\*|__|`|^\s*#{1,6}\s|^\s*[-*•]\s|^\s*\d+[.)]\s|\[[^\]]+\]\([^)]+\))", re.MULTILINE
 )
 _EMOJI = re.compile("[\U0001f300-\U0001faff\u2600-\u27bf]")
+# Tags a model echoes from its prompt's tool section ("the time is <current_time>").
+_TAG = re.compile(r"</?[A-Za-z_][\w-]*/?>")
 _AGAIN = re.compile(
     r"\b(say (that|it|this) again|repeat (that|it|yourself|this|after me)|come again|"
     r"what did you (just )?say|one more time|(didn't|did not|couldn't) (catch|hear) (that|it|you)|"
@@ -260,6 +262,8 @@ def markdown(reply: str, ctx: ReplyContext) -> str | None:
         return "markdown or a list"
     if _EMOJI.search(reply):
         return "emoji"
+    if tag := _TAG.search(reply):
+        return f"markup tag {tag.group(0)}"
     return None
 
 

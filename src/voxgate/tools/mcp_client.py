@@ -12,18 +12,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 from collections.abc import Sequence
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
 from voxgate.tools.mcp_spec import McpServerSpec
-from voxgate.tools.registry import Tool, ToolError
+from voxgate.tools.registry import TOOL_NAME, Tool, ToolError, strip_titles
 
 log = logging.getLogger("voxgate.tools.mcp")
 
 CONNECT_TIMEOUT_S = 30.0  # a server started as a subprocess imports its packages first
+MAX_PAGES = 20  # of a tool list: a paginator that never ends cannot hang the start
+# A description goes into every prompt of the persona: a page of it costs prefill.
+MAX_DESCRIPTION_CHARS = 600
 
 
 class _AnyArguments(BaseModel):
@@ -51,11 +53,14 @@ class McpConnection:
         try:
             await asyncio.wait({ready, self._task}, timeout=timeout_s,
                                return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
+        except BaseException:  # cancelled while starting: leave no server behind
+            await self.close()
+            raise
         finally:
             ready.cancel()
         if not self._ready.is_set():
             await self.close()
-            why = repr(self._error) if self._error else f"no answer in {timeout_s:g} s"
+            why = str(self._error) if self._error else f"no answer in {timeout_s:g} s"
             raise RuntimeError(f"{self.spec.label()} did not start: {why}")
         return self.tools
 
@@ -66,42 +71,51 @@ class McpConnection:
             target: Any = self.spec.url
         else:
             program, args = self.spec.program()
-            target = StdioServerParameters(
-                command=program,
-                args=list(args),
-                env={**os.environ, **dict(self.spec.env)} if self.spec.env else None,
-            )
+            # Only what the spec adds, over the mcp package's safe default environment:
+            # the gateway's own secrets stay with the gateway.
+            env = dict(self.spec.env) or None
+            target = StdioServerParameters(command=program, args=list(args), env=env)
         try:
-            async with Client(target, read_timeout_seconds=self.spec.timeout_s) as client:
+            # No read timeout for the handshake (a server may import for a while: start()
+            # bounds it); each call has the spec's.
+            async with Client(target) as client:
                 self._client = client
-                listed = await client.list_tools()
-                self.tools = self._wrap(listed.tools)
+                self.tools = self._wrap(await _list_all(client))
                 self._ready.set()
                 await self._stop.wait()
         except Exception as exc:  # the start reports it; a later failure shows in calls
-            self._error = exc
+            self._error = _innermost(exc)
             if self._ready.is_set():
                 log.warning("%s closed: %r", self.spec.label(), exc)
         finally:
             self._client = None
 
     def _wrap(self, listed: Sequence[Any]) -> list[Tool]:
-        wanted = set(self.spec.tools)
-        missing = wanted - {tool.name for tool in listed}
+        offered = [tool.name for tool in listed]
+        missing = set(self.spec.tools) - set(offered)
         if missing:
-            raise RuntimeError(f"it lists no tool {', '.join(sorted(missing))}")
+            raise RuntimeError(
+                f"it offers no tool {', '.join(sorted(missing))} (it offers: "
+                f"{', '.join(offered) or 'none'}); fix the persona's tools list"
+            )
         tools = []
         for item in listed:
-            if wanted and item.name not in wanted:
+            if self.spec.tools and item.name not in self.spec.tools:
                 continue
+            if not TOOL_NAME.match(item.name):  # OpenAI-style APIs refuse other names
+                raise RuntimeError(
+                    f"its tool {item.name!r} has a name models cannot call (letters, digits, "
+                    "_ and -, at most 64): leave it out with the persona's tools list"
+                )
+            description = " ".join((item.description or item.name).split())
             tools.append(
                 Tool(
                     name=item.name,
-                    description=" ".join((item.description or item.name).split()),
-                    parameters=item.input_schema,
+                    description=description[:MAX_DESCRIPTION_CHARS],
+                    parameters=strip_titles(item.input_schema),
                     arguments=_AnyArguments,
                     function=self._caller(item.name),
-                    # The client's own read timeout stops a call first; this bounds the rest.
+                    # The call's own read timeout stops it first; this bounds the rest.
                     timeout_s=self.spec.timeout_s + 1.0,
                     source=f"mcp:{self.spec.name}",
                 )
@@ -117,7 +131,9 @@ class McpConnection:
             from mcp_types import REQUEST_TIMEOUT
 
             try:
-                result = await client.call_tool(name, arguments)
+                result = await client.call_tool(
+                    name, arguments, read_timeout_seconds=self.spec.timeout_s
+                )
             except MCPError as exc:  # the server's protocol error, or the client's timeout
                 if exc.code == REQUEST_TIMEOUT:
                     raise ToolError(
@@ -133,13 +149,34 @@ class McpConnection:
 
     async def close(self) -> None:
         self._stop.set()
-        if self._task is not None and not self._task.done():
-            try:
+        if self._task is None or self._task.done():
+            return
+        if self._ready.is_set():  # connected: let it leave the session cleanly
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(self._task), timeout=5.0)
-            except TimeoutError:
-                self._task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await self._task
+        self._task.cancel()  # still starting (or stuck): stop it now
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await self._task
+
+
+def _innermost(exc: BaseException) -> BaseException:
+    """The error itself, out of the task groups' wrapping (anyio raises groups)."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
+
+
+async def _list_all(client: Any) -> list[Any]:
+    """Every page of the server's tool list."""
+    tools: list[Any] = []
+    cursor = None
+    for _ in range(MAX_PAGES):
+        page = await client.list_tools(cursor=cursor)
+        tools += page.tools
+        cursor = page.next_cursor
+        if not cursor:
+            break
+    return tools
 
 
 def _result_text(result: Any) -> str:

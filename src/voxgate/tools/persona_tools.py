@@ -11,7 +11,7 @@ from typing import Any
 from voxgate.tools.builtin import CURRENT_TIME_INTENT, current_time
 from voxgate.tools.memory_tools import (
     RECALL_INTENT,
-    REMEMBER_INTENT,
+    REMEMBER_WORDS,
     recall,
     recall_arguments,
     remember,
@@ -35,7 +35,7 @@ class Builtin:
 BUILTIN: dict[str, Builtin] = {
     "current_time": Builtin(current_time, CURRENT_TIME_INTENT),
     # A write: it waits for the commit like any tool with effects.
-    "remember": Builtin(remember, REMEMBER_INTENT, remember_arguments, pure=False),
+    "remember": Builtin(remember, REMEMBER_WORDS, remember_arguments, pure=False),
     "recall": Builtin(recall, RECALL_INTENT, recall_arguments),
 }
 
@@ -66,9 +66,13 @@ def resolve_tools(names: Sequence[str], extra: Sequence[Tool] = ()) -> list[Tool
                 "or package.module:function"
             )
     tools += extra
-    seen = [f"{t.name} ({t.source})" for t in tools]
-    if len({t.name for t in tools}) != len(tools):
-        raise ValueError(f"two tools share a name: {', '.join(seen)}")
+    for tool in tools:
+        same = [f"{t.source}" for t in tools if t.name == tool.name]
+        if len(same) > 1:
+            raise ValueError(
+                f"two tools share a name: {tool.name} (from {' and '.join(same)}); "
+                "leave one out (an MCP server's tools list picks which of its tools to use)"
+            )
     return tools
 
 
@@ -89,8 +93,11 @@ def tools_prompt(tools: Sequence[Tool]) -> str:
 
 
 def tool_call_text(name: str, arguments: Any) -> str:
-    """A call as the model writes it, for the context of the round after it."""
+    """A call as the model writes it, for the context of the round after it. Angle
+    brackets in the arguments (a note in the user's words) are JSON escapes: they cannot
+    close the tag and pose as markup."""
     call = json.dumps({"name": name, "arguments": arguments}, ensure_ascii=False)
+    call = call.replace("<", "\\u003c").replace(">", "\\u003e")
     return f"<tool_call>\n{call}\n</tool_call>"
 
 

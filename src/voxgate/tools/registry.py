@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 DEFAULT_TIMEOUT_S = 5.0
 # What a tool's result may put into the context; the model reads a summary, not a dump.
 MAX_RESULT_CHARS = 4000
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
+TOOL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
 
 
 @dataclass(frozen=True)
@@ -93,12 +93,21 @@ def _docstring_parts(doc: str) -> tuple[str, dict[str, str]]:
     return summary, params
 
 
-def _strip_titles(schema: Any) -> Any:
-    """pydantic's titles repeat the names: noise in every prompt that lists the tool."""
+def strip_titles(schema: Any) -> Any:
+    """pydantic's titles repeat the names: noise in every prompt that lists the tool.
+    A parameter that is itself called "title" stays (it is a key of ``properties``)."""
     if isinstance(schema, dict):
-        return {k: _strip_titles(v) for k, v in schema.items() if k != "title"}
+        return {
+            key: (
+                {name: strip_titles(sub) for name, sub in value.items()}
+                if key in ("properties", "$defs", "definitions") and isinstance(value, dict)
+                else strip_titles(value)
+            )
+            for key, value in schema.items()
+            if key != "title"
+        }
     if isinstance(schema, list):
-        return [_strip_titles(v) for v in schema]
+        return [strip_titles(v) for v in schema]
     return schema
 
 
@@ -107,7 +116,7 @@ def tool_from_function(
 ) -> Tool:
     """A tool for ``function``; ValueError says what makes it unusable."""
     name = name or function.__name__
-    if not _NAME.match(name):
+    if not TOOL_NAME.match(name):
         raise ValueError(f"tool name {name!r}: letters, digits, _ and -, at most 64")
     if timeout_s <= 0:
         raise ValueError(f"tool {name!r}: timeout_s must be > 0")
@@ -133,7 +142,7 @@ def tool_from_function(
     model = create_model(  # type: ignore[call-overload]
         f"{name}_arguments", __config__=ConfigDict(extra="forbid"), **fields
     )
-    parameters = _strip_titles(model.model_json_schema())
+    parameters = strip_titles(model.model_json_schema())
     return Tool(
         name, summary, parameters, model, function, timeout_s, context_parameter=context_parameter
     )

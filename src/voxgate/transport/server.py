@@ -536,7 +536,11 @@ async def serve(args: argparse.Namespace) -> None:
     )
     engines.record_turn_events = args.trace_turn_events
     print("voxgate: warming up (the first call of each model is slow)...", flush=True)
-    await engines.warm()
+    try:
+        await engines.warm()
+    except (RuntimeError, ValueError) as exc:  # a tool or MCP server that cannot start
+        await engines.close()
+        raise SystemExit(f"voxgate: {exc}") from None
     print(f"voxgate: models ready in {time.perf_counter() - started:.1f} s", flush=True)
     token = _resolve_token(args)
     try:
