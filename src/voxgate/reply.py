@@ -226,8 +226,11 @@ class ReplyRun:
                 return
             if self.effects_ran:  # a new attempt could run those tools again: stop here
                 assert self.guard is not None
-                self.guard.record(failed, attempt, "truncated")
-                return
+                if self._released:
+                    self.guard.record(failed, attempt, "truncated")
+                    return
+                self.guard.record(failed, attempt, "fallback")  # say something, not nothing
+                break
             assert self.guard is not None
             last = attempt + 1 == attempts
             self.guard.record(failed, attempt, "fallback" if last else "regenerated")

@@ -312,3 +312,26 @@ def test_tools_added_from_python_join_the_persona_file_ones() -> None:
     engines.add_tools("ada", lookup_weather)
     with pytest.raises(ValueError, match="two tools share a name: lookup_weather"):
         engines.tools_for(engines.personas["ada"])
+
+
+def test_after_a_tool_with_effects_a_failed_answer_falls_back_without_running_it_again() -> None:
+    CALLS.clear()
+    engines = engines_with(
+        "lookup_weather", [call("lookup_weather", city="Lima"), "It is **sunny** in Lima."]
+    )
+
+    async def scenario() -> Harness:
+        h = Harness(engines, SessionConfig(fillers=False, reply_guard=True))
+        await h.start()
+        await h.say("Weather in Lima?")
+        await h.wait_for_done(1, 10.0)
+        await h.conn.close()
+        return h
+
+    h = asyncio.run(scenario())
+    from voxgate.quality.guard import NEUTRAL_ACKS
+
+    assert spoken(h) in NEUTRAL_ACKS  # not silence, and not the markdown answer
+    assert [name for name, _ in CALLS] == ["lookup_weather"]  # it ran once
+    (metrics,) = h.events("metrics")
+    assert [(g["rule"], g["action"]) for g in metrics["guard"]] == [("markdown", "fallback")]

@@ -179,7 +179,7 @@ async def _one(
     await run.close()
     calls = [e for e in events if e.get("outcome") == "started"]
     called = calls[0]["name"] if calls else None
-    by_intent = [t.name for t in tools if t.intent is not None and t.intent.search(prompt)]
+    by_intent = [c.name for c in run.intent_calls(prompt)]
     route = ("intent" if called in by_intent else "model") if called else ""
     reply = run.generated.lower()
     words = expected if expected or needs != "current_time" else tuple(_facts_now())
