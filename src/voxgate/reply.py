@@ -487,7 +487,12 @@ class ReplyRun:
         if self.guard is None:
             return []
         text = f"{self._candidate()} {ahead}".strip() if ahead else self._candidate()
-        return self.guard.check_final(text) if final else self.guard.check_partial(text)
+        failed = self.guard.check_final(text) if final else self.guard.check_partial(text)
+        if self._tool_results:
+            # An answer from a fresh result may say what an earlier one said ("It is
+            # Wednesday..."): the same words, new facts behind them. Not a loop.
+            failed = [v for v in failed if v.rule != "repeat"]
+        return failed
 
     def _reject(self, failed: list[Violation]) -> list[Violation]:
         self._failed_opening = self._candidate()

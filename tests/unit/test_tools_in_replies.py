@@ -335,3 +335,30 @@ def test_after_a_tool_with_effects_a_failed_answer_falls_back_without_running_it
     assert [name for name, _ in CALLS] == ["lookup_weather"]  # it ran once
     (metrics,) = h.events("metrics")
     assert [(g["rule"], g["action"]) for g in metrics["guard"]] == [("markdown", "fallback")]
+
+
+def test_an_answer_from_a_fresh_result_may_repeat_an_earlier_one() -> None:
+    answer = "The lookup says it is sunny in Paris today."
+    engines = engines_with(
+        "lookup_weather",
+        [
+            call("lookup_weather", city="Paris"),
+            answer,
+            call("lookup_weather", city="Paris"),
+            answer,
+        ],
+    )
+
+    async def scenario() -> Harness:
+        h = Harness(engines, SessionConfig(fillers=False, reply_guard=True))
+        await h.start()
+        await h.say("Weather in Paris?")
+        await h.wait_for_done(1, 10.0)
+        await h.say("And how is the weather in Paris now?")
+        await h.wait_for_done(2, 10.0)
+        await h.conn.close()
+        return h
+
+    h = asyncio.run(scenario())
+    assert spoken(h) == answer + answer  # the second is not taken for a loop
+    assert all(m["guard"] == [] for m in h.events("metrics"))

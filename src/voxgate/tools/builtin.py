@@ -30,7 +30,9 @@ def current_time(timezone: str = "") -> str:
 # asks for a habit, not the clock.
 _DAYS = "monday|tuesday|wednesday|thursday|friday|saturday|sunday"
 CURRENT_TIME_INTENT = re.compile(
-    r"\b(time is it|(tell me|know|have|got|what'?s|what is) the time|the time (now|please)"
+    r"\b(time is it|(tell me|know|have|got|give me|what'?s|what is) the (time|date)\b"
+    r"(?! (of|for|when|that|they|we|you|he|she)\b)"  # "the date of the concert": not today
+    r"|the (time|date) (now|please)"
     r"|what time(?! do| does| did| will| should| can| would)"
     r"|(what|which)('s| is)?( the)? (date|day|hour|month|year)\b"
     r"|what('s| is) today|today'?s date|the date today|day of the week|know the date"
