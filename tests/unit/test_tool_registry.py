@@ -113,7 +113,8 @@ def test_the_clock_is_asked_for_by_questions_of_time_only() -> None:
             "Is today a weekend?", "Can you tell me the time?", "What day is it?",
             "Can you tell me the date?"]  # fmt: skip
     not_asks = ["What time do shops open?", "Tell me a joke.", "I had a long day.",
-                "What is the capital of France?", "Can you tell me the date of the concert?"]  # fmt: skip
+                "What is the capital of France?",
+                "Can you tell me the date of the concert?"]  # fmt: skip
     assert all(CURRENT_TIME_INTENT.search(q) for q in asks)
     assert not any(CURRENT_TIME_INTENT.search(q) for q in not_asks)
 
