@@ -61,7 +61,7 @@ class McpConnection:
         if not self._ready.is_set():
             await self.close()
             why = str(self._error) if self._error else f"no answer in {timeout_s:g} s"
-            raise RuntimeError(f"{self.spec.label()} did not start: {why}")
+            raise RuntimeError(f"{self.spec.label()} cannot be used: {why}")
         return self.tools
 
     async def _hold(self) -> None:
