@@ -122,6 +122,16 @@ class SessionReady:
     config: dict[str, Any]
 
 
+@dataclass(frozen=True, slots=True)
+class CameraSeen:
+    """A camera frame was described (voxgate.vision.camera): the sentence the next turn's
+    prompt gets, and how long each part took."""
+
+    frame: int
+    description: str
+    ms: dict[str, float]
+
+
 OutputMessage = (
     AudioOut
     | ReplyText
@@ -136,6 +146,7 @@ OutputMessage = (
     | SessionReady
     | UtteranceDropped
     | ToolActivity
+    | CameraSeen
 )
 
 

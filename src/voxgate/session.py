@@ -39,6 +39,7 @@ from voxgate.personas.memory_writer import TurnRef
 from voxgate.personas.persona import Persona, VoiceSpec
 from voxgate.personas.room import choose_speaker, exchange_messages, overheard
 from voxgate.ports import (
+    CameraSeen,
     ConfigChanged,
     Interrupted,
     OutputPort,
@@ -62,6 +63,7 @@ from voxgate.tts.router import voice_problem
 from voxgate.turns import machine as tm
 from voxgate.turns.recording import event_record
 from voxgate.turns.vad import VAD_RATE, SileroStreamVad
+from voxgate.vision.camera import CameraView, Sighting
 
 log = logging.getLogger("voxgate.session")
 
@@ -226,6 +228,7 @@ class Session:
         self._reply_messages: dict[str, ChatMessage] = {}
         # A new seed per reply: a retry or a repeated question does not get the same sample.
         self._seeds = random.Random(self.config.seed)
+        self.camera: CameraView | None = None  # from the first IMAGE frame
 
     @property
     def history(self) -> list[ChatMessage]:
@@ -286,6 +289,19 @@ class Session:
                 f"user_text needs a non-empty 'text' of at most {MAX_USER_TEXT} characters"
             )
         self.respond(" ".join(text.split()))
+
+    def push_image(self, data: bytes) -> None:
+        """A camera frame (JPEG or PNG): the newest is described in background time and
+        the next turns' prompts carry what it shows."""
+        if self.camera is None:
+            self.camera = CameraView(self.engines.gate, self._camera_seen, self._camera_error)
+        self.camera.submit(data)
+
+    def _camera_seen(self, sighting: Sighting) -> None:
+        self.port.emit(CameraSeen(sighting.frame, sighting.description, sighting.ms))
+
+    def _camera_error(self, code: str, message: str) -> None:
+        self.port.emit(SessionError(code, message))
 
     def respond(self, text: str = "", options: ReplyOptions | None = None) -> None:
         """A turn answering ``text``, or with ``text`` empty the conversation as it stands
@@ -700,6 +716,9 @@ class Session:
         messages = self._prompt(text, speaker).messages
         if options.instructions.strip():  # last: the cached prefix before it stays valid
             messages = [*messages, ChatMessage("system", options.instructions.strip())]
+        seen = self.camera.description() if self.camera is not None else None
+        if seen:  # VOLATILE: it changes with every new view, so it goes after everything
+            messages = [*messages, ChatMessage("system", seen)]
         max_tokens = speaker.max_reply_tokens
         if options.max_tokens is not None:
             max_tokens = min(max_tokens, options.max_tokens)
@@ -906,6 +925,8 @@ class Session:
         await asyncio.shield(self._closing)
 
     async def _teardown(self) -> None:
+        if self.camera is not None:
+            await self.camera.close()
         await cancel_and_wait(*self._decodes.values())  # no decode lands while we tear down
         await cancel_and_wait(self._speaker_task)  # the turn in progress ends as interrupted
         runs = list(self._specs.values())

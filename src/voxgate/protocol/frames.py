@@ -38,6 +38,7 @@ class FrameType(IntEnum):
     READY = 0x08
     DONE = 0x09
     EVENT = 0x0A
+    IMAGE = 0x0B  # client -> server: one camera frame, a JPEG or PNG file
 
 
 TEXT_TYPES = frozenset({FrameType.TRANSCRIPT, FrameType.LLM_CHUNK, FrameType.ERROR})

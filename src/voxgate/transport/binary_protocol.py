@@ -18,6 +18,7 @@ from voxgate.config import SessionConfig
 from voxgate.engines import Engines
 from voxgate.ports import (
     AudioOut,
+    CameraSeen,
     ConfigChanged,
     Interrupted,
     Outbox,
@@ -124,6 +125,9 @@ def _event(message: OutputMessage) -> dict[str, Any]:
         return {"type": "config", **message.config}
     if isinstance(message, ToolActivity):
         return {"type": "tool", "turn": message.turn, **message.event}
+    if isinstance(message, CameraSeen):
+        return {"type": "camera", "frame": message.frame, "description": message.description,
+                "ms": message.ms}  # fmt: skip
     raise TypeError(f"no encoding for {type(message).__name__}")
 
 
@@ -182,6 +186,8 @@ class BinaryProtocolSession:
             pass  # the stream is continuous; start carries no state we need
         elif frame.type is FrameType.AUDIO_END:
             session.end_audio()
+        elif frame.type is FrameType.IMAGE:
+            session.push_image(frame.payload)
         else:
             self.error("unexpected_type", f"{frame.type.name} is not sent by clients")
 

@@ -1,0 +1,1 @@
+"""Senses beyond the microphone: camera frames described offline (docs/vision.md)."""
