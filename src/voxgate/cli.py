@@ -95,6 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="llama.cpp's llama-server only: its --parallel slot count; each persona is "
         "pinned to a slot (id_slot, cache_prompt) so its prefix stays cached",
     )
+    serve.add_argument(
+        "--llm-vision",
+        action="store_true",
+        help="the --llm-url model sees: camera frames go to it as images, not descriptions "
+        "(llama.cpp's server also says so itself in /props)",
+    )
     _model_option(serve)
     serve.add_argument(
         "--token", default=None, help="session token (default: $VOXGATE_TOKEN or generated)"

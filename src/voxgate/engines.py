@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from voxgate.audio.pcm import Int16Array
-from voxgate.llm.base import LLMEngine
+from voxgate.llm.base import LLMCapabilities, LLMEngine
 from voxgate.metrics.prometheus import Registry
 from voxgate.metrics.trace import JsonlTrace
 from voxgate.personas.memory import MemoryStore
@@ -107,6 +107,12 @@ class Engines:
             except ValueError as exc:
                 raise ValueError(f"persona {persona.id!r}: {exc}") from None
         return self._tools[persona.id]
+
+    @property
+    def llm_capabilities(self) -> LLMCapabilities:
+        """What the LLM backend's model takes besides text (the embedded one: nothing)."""
+        capabilities = getattr(self.llm, "capabilities", None)
+        return capabilities if isinstance(capabilities, LLMCapabilities) else LLMCapabilities()
 
     @property
     def llm_takes_tools(self) -> bool:
@@ -207,6 +213,7 @@ def load_default_engines(
     llm_model: str | None = None,
     llm_api_key: str | None = None,
     llm_slots: int | None = None,
+    llm_vision: bool = False,
     trace_path: Path | None = None,
     memory_path: Path | None = None,
     model: str | None = None,
@@ -222,7 +229,11 @@ def load_default_engines(
         from voxgate.llm.openai_compat import OpenAICompatEngine
 
         llm = OpenAICompatEngine(
-            llm_url, model=llm_model or "default", api_key=llm_api_key, n_slots=llm_slots
+            llm_url,
+            model=llm_model or "default",
+            api_key=llm_api_key,
+            n_slots=llm_slots,
+            capabilities=LLMCapabilities(vision=llm_vision),
         )
     else:
         from voxgate.llm.llama_engine import LlamaEngine

@@ -172,6 +172,8 @@ class ReplyRun:
         for name, value in self.metrics.stamps.items():
             metrics.stamp(name, value)
         metrics.spans.extend(self.metrics.spans)
+        metrics.tts_calls += self.metrics.tts_calls
+        metrics.routes.update(self.metrics.routes)
         metrics.llm = self.usage
         metrics.persona = self.speaker_id
         self.metrics = metrics
@@ -542,6 +544,7 @@ class ReplyRun:
             self._items.put_nowait(ReplyEnd(self.error))
 
     async def _synthesize(self, text: str) -> Int16Array | None:
+        self.metrics.tts_calls += 1
         span = self.metrics.span("tts", self.clock.now_ms(), chars=len(text))
         try:
             audio = await self.tts.synthesize(text, self.voice, self._tts_priority)

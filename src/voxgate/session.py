@@ -25,14 +25,14 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Coroutine, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from voxgate.aio import cancel_and_wait
 from voxgate.audio.pcm import FloatArray, SampleBuffer
 from voxgate.config import SessionConfig, config_for, updated_config
 from voxgate.engines import Engines
-from voxgate.llm.base import ChatMessage, LLMError, LLMRequest
+from voxgate.llm.base import ChatMessage, LLMError, LLMRequest, MediaPart
 from voxgate.metrics.turn import SessionClock, TurnMetrics
 from voxgate.personas.memory import DEFAULT_USER
 from voxgate.personas.memory_writer import TurnRef
@@ -294,7 +294,12 @@ class Session:
         """A camera frame (JPEG or PNG): the newest is described in background time and
         the next turns' prompts carry what it shows."""
         if self.camera is None:
-            self.camera = CameraView(self.engines.gate, self._camera_seen, self._camera_error)
+            self.camera = CameraView(
+                self.engines.gate,
+                self._camera_seen,
+                self._camera_error,
+                read_text=not self.engines.llm_capabilities.vision,  # it reads the frame itself
+            )
         self.camera.submit(data)
 
     def _camera_seen(self, sighting: Sighting) -> None:
@@ -716,9 +721,7 @@ class Session:
         messages = self._prompt(text, speaker).messages
         if options.instructions.strip():  # last: the cached prefix before it stays valid
             messages = [*messages, ChatMessage("system", options.instructions.strip())]
-        seen = self.camera.description() if self.camera is not None else None
-        if seen:  # VOLATILE: it changes with every new view, so it goes after everything
-            messages = [*messages, ChatMessage("system", seen)]
+        messages, camera_route = self._with_camera(messages)
         max_tokens = speaker.max_reply_tokens
         if options.max_tokens is not None:
             max_tokens = min(max_tokens, options.max_tokens)
@@ -763,7 +766,24 @@ class Session:
         )
         run.options = options
         run.history_version = self._history_edits
+        if camera_route:
+            run.metrics.routes["camera"] = camera_route
         return run
+
+    def _with_camera(self, messages: list[ChatMessage]) -> tuple[list[ChatMessage], str]:
+        """The camera's newest frame for the reply: as an image with the user's words for
+        a model that sees, else its description as the last system message (VOLATILE: a
+        new view changes it, so it goes after everything cached). The route taken."""
+        seen = self.camera.fresh() if self.camera is not None else None
+        if seen is None:
+            return messages, ""
+        if self.engines.llm_capabilities.vision:
+            last = max(i for i, m in enumerate(messages) if m.role == "user")
+            image = MediaPart("image", seen.jpeg, "image/jpeg")
+            messages = list(messages)
+            messages[last] = replace(messages[last], parts=(*messages[last].parts, image))
+            return messages, "image"
+        return [*messages, ChatMessage("system", seen.description)], "description"
 
     def _reply_context(
         self, speaker: Persona, history: list[ChatMessage], text: str

@@ -10,9 +10,35 @@ from voxgate.scheduler import Priority, PriorityRef
 
 
 @dataclass(frozen=True, slots=True)
+class MediaPart:
+    """An image or a stretch of audio sent with a message to a model that takes it."""
+
+    kind: str  # "image" | "audio"
+    data: bytes  # the file: JPEG or PNG for an image, WAV for audio
+    mime: str  # image/jpeg, image/png, audio/wav
+
+
+@dataclass(frozen=True, slots=True)
 class ChatMessage:
     role: str  # "system" | "user" | "assistant"
     content: str
+    # Besides the text, for a backend whose model sees or hears (LLMCapabilities); the
+    # text stays what the history, templates and other backends use.
+    parts: tuple[MediaPart, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class LLMCapabilities:
+    """What the backend's model takes and gives besides text. Declared in configuration
+    (``voxgate serve --llm-vision`` ...) or read from the server where it says so."""
+
+    vision: bool = False  # image parts in: no camera description needed
+    audio_in: bool = False  # the user's audio in: no final transcription needed
+    audio_out: bool = False  # speech out: no synthesis needed
+
+    def label(self) -> str:
+        named = [n for n in ("vision", "audio_in", "audio_out") if getattr(self, n)]
+        return ", ".join(named) or "text only"
 
 
 @dataclass(slots=True)

@@ -12,6 +12,7 @@ content and need no slot. Reused-prefix counts are read from llama.cpp's
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import logging
@@ -21,7 +22,7 @@ from typing import Any
 
 import aiohttp
 
-from voxgate.llm.base import ChatMessage, LLMError, LLMRequest, LLMUsage
+from voxgate.llm.base import ChatMessage, LLMCapabilities, LLMError, LLMRequest, LLMUsage, MediaPart
 from voxgate.tools.persona_tools import tool_call_text
 
 log = logging.getLogger("voxgate.llm")
@@ -48,9 +49,13 @@ class OpenAICompatEngine:
         connect_timeout_s: float = 5.0,
         read_timeout_s: float = 60.0,
         extra_body: Mapping[str, Any] | None = None,
+        capabilities: LLMCapabilities | None = None,
     ) -> None:
         """``n_slots``: the server's parallel slots (llama-server ``--parallel``); when
-        given, each persona is pinned to one of them with ``id_slot``."""
+        given, each persona is pinned to one of them with ``id_slot``. ``capabilities``:
+        what the model takes besides text, as declared; ``warm`` adds what the server
+        itself reports (llama.cpp's ``/props`` modalities)."""
+        self.capabilities = capabilities or LLMCapabilities()
         self.base_url = base_url.rstrip("/")
         self.url = f"{self.base_url}/v1/chat/completions"
         self.model = model
@@ -81,7 +86,7 @@ class OpenAICompatEngine:
     def request_body(self, request: LLMRequest) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": self.model,
-            "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+            "messages": [_message(m) for m in request.messages],
             "max_tokens": request.max_tokens,
             "temperature": request.temperature,
             "seed": request.seed,
@@ -97,7 +102,28 @@ class OpenAICompatEngine:
         body.update(self._extra_body)
         return body
 
+    async def read_capabilities(self) -> LLMCapabilities:
+        """What the server says its model takes (llama.cpp's ``/props`` ``modalities``),
+        added to what was declared; a server that says nothing leaves the declaration."""
+        try:
+            async with aiohttp.ClientSession(timeout=self._timeout) as http, http.get(
+                f"{self.base_url}/props", headers=self._headers
+            ) as resp:
+                props = await resp.json(content_type=None) if resp.status == 200 else {}
+        except (aiohttp.ClientError, TimeoutError, ValueError):
+            props = {}
+        modalities = props.get("modalities") if isinstance(props, dict) else None
+        if isinstance(modalities, dict):
+            declared = self.capabilities
+            self.capabilities = LLMCapabilities(
+                vision=declared.vision or modalities.get("vision") is True,
+                audio_in=declared.audio_in or modalities.get("audio") is True,
+                audio_out=declared.audio_out,
+            )
+        return self.capabilities
+
     async def warm(self) -> None:
+        await self.read_capabilities()
         request = LLMRequest(WARMUP, [ChatMessage("user", "Hi")], max_tokens=1)
         async for _ in self._stream(request, LLMUsage()):
             pass
@@ -201,6 +227,25 @@ class OpenAICompatEngine:
         if "error" in chunk:
             raise LLMError(f"LLM server {self.url} reported an error: {chunk['error']}")
         return chunk
+
+
+def _message(message: ChatMessage) -> dict[str, Any]:
+    """A message in the API's form: plain text, or content parts when it carries media."""
+    if not message.parts:
+        return {"role": message.role, "content": message.content}
+    content: list[dict[str, Any]] = [{"type": "text", "text": message.content}]
+    content += [_part(part) for part in message.parts]
+    return {"role": message.role, "content": content}
+
+
+def _part(part: MediaPart) -> dict[str, Any]:
+    encoded = base64.b64encode(part.data).decode("ascii")
+    if part.kind == "image":
+        return {"type": "image_url", "image_url": {"url": f"data:{part.mime};base64,{encoded}"}}
+    if part.kind == "audio":
+        audio_format = part.mime.rpartition("/")[2]  # audio/wav -> wav
+        return {"type": "input_audio", "input_audio": {"data": encoded, "format": audio_format}}
+    raise ValueError(f"no content part for {part.kind!r}")
 
 
 def _sse_data(raw: bytes) -> str | None:

@@ -74,6 +74,10 @@ class TurnMetrics:
     speculative: str = "none"  # "none" | "hit" | "miss"
     wasted_llm_calls: int = 0
     stt_calls: int = 0
+    tts_calls: int = 0  # syntheses of this turn's reply (holding lines made ahead excluded)
+    # Which path each sense took: camera -> "image" (a model that sees got the frame),
+    # "description" (the offline bridge) or absent (no camera).
+    routes: dict[str, str] = field(default_factory=dict)
     # Where the transcript came from (turns.machine.TranscriptReady): partial | interim | decode.
     stt_source: str | None = None
     interrupted: bool = False
@@ -155,6 +159,8 @@ class TurnMetrics:
             "speculative": self.speculative,
             "wasted_llm_calls": self.wasted_llm_calls,
             "stt_calls": self.stt_calls,
+            "tts_calls": self.tts_calls,
+            "routes": dict(self.routes),
             "stt_source": self.stt_source,
             "answer_ready_at_commit": self.answer_ready_at_commit(),
             "interrupted": self.interrupted,

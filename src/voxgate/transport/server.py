@@ -531,6 +531,7 @@ async def serve(args: argparse.Namespace) -> None:
         llm_model=args.llm_model,
         llm_api_key=args.llm_api_key or os.environ.get("VOXGATE_LLM_API_KEY") or None,
         llm_slots=args.llm_slots,
+        llm_vision=args.llm_vision,
         trace_path=trace,
         model=args.model,
     )

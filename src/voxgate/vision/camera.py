@@ -10,6 +10,7 @@ view did not change, and none is claimed if it did.
 from __future__ import annotations
 
 import asyncio
+import io
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ class Sighting:
     scene: Scene
     text: tuple[str, ...]  # lines read, if any
     at: float  # monotonic time it was ready
+    jpeg: bytes  # the frame as shrunk, for a model that sees
     ms: dict[str, float] = field(default_factory=dict)  # per part: decode, scene, ocr
 
 
@@ -65,6 +67,7 @@ class CameraView:
         *,
         read_text: bool = True,
     ) -> None:
+        """``read_text`` False: no OCR (a model that sees reads the frame itself)."""
         self.gate = gate
         self.on_seen, self.on_error = on_seen, on_error
         self.read_text = read_text and ocr.available()
@@ -87,12 +90,17 @@ class CameraView:
         if self._worker is None or self._worker.done():
             self._worker = asyncio.create_task(self._work(), name="camera")
 
-    def description(self, now: float | None = None) -> str | None:
-        """What the camera shows, if it was described recently."""
+    def fresh(self, now: float | None = None) -> Sighting | None:
+        """The newest frame and its description, if recent."""
         now = time.monotonic() if now is None else now
         if self.latest is None or now - self.latest.at > FRESH_S:
             return None
-        return self.latest.description
+        return self.latest
+
+    def description(self, now: float | None = None) -> str | None:
+        """What the camera shows, if it was described recently."""
+        sighting = self.fresh(now)
+        return sighting.description if sighting is not None else None
 
     async def _work(self) -> None:
         while self._pending is not None:
@@ -111,6 +119,8 @@ class CameraView:
         ms: dict[str, float] = {}
         started = time.perf_counter()
         image = load_frame(data)
+        shrunk = io.BytesIO()
+        image.save(shrunk, "JPEG", quality=85)  # type: ignore[attr-defined]
         ms["decode"] = round((time.perf_counter() - started) * 1000, 1)
         started = time.perf_counter()
         scene = describe_scene(image)
@@ -129,7 +139,8 @@ class CameraView:
             ms["ocr"] = round((time.perf_counter() - started) * 1000, 1)
         elif self.read_text:
             self.text_skipped += 1  # the live turn first; the next frame tries again
-        return Sighting(number, describe(scene, text), scene, text, time.monotonic(), ms)
+        description = describe(scene, text)
+        return Sighting(number, description, scene, text, time.monotonic(), shrunk.getvalue(), ms)
 
     async def close(self) -> None:
         await cancel_and_wait(self._worker)
