@@ -12,10 +12,17 @@ const FrameType = Object.freeze({
   READY: 0x08,
   DONE: 0x09,
   EVENT: 0x0a,
+  IMAGE: 0x0b,
 });
 const FLAG_FINAL = 0x01;
 const FLAG_FILLER = 0x02;
 const PROTOCOL_VERSION = 2;
+// Camera: at most one frame a second, its long side shrunk to this, as JPEG.
+const CAMERA_INTERVAL_MS = 1000;
+const CAMERA_SIDE = 384;
+const CAMERA_QUALITY = 0.7;
+// A socket with this much unsent data is behind: the camera skips, the voice goes first.
+const CAMERA_MAX_BUFFERED = 64 * 1024;
 const INPUT_RATE = 16000;
 // Mic frames captured before READY are kept (up to 2 s) rather than dropped,
 // so the first words spoken right after pressing Start reach the server.
@@ -60,6 +67,9 @@ const hooks = {
   contextRate: null, // AudioContext sample rate, once started
   metrics: [], // `metrics` events
   tools: [], // `tool` events, in order
+  framesSent: 0, // IMAGE frames sent
+  framesSkipped: 0, // camera ticks skipped: the worker or the socket was busy
+  camera: [], // `camera` events: what the server saw
   interruptions: [], // `interrupted` events
   protocol: null, // the version the server agreed in `welcome`
   playedMs: {}, // turn -> last `playback` position sent (ms of that turn's audio played)
@@ -493,6 +503,10 @@ class Session {
         hooks.tools.push(event);
         ui.tool(event);
         break;
+      case 'camera':
+        hooks.camera.push(event);
+        $('camera-seen').textContent = event.description;
+        break;
       default:
         break; // `config` answers and future events need nothing here
     }
@@ -505,6 +519,71 @@ class Session {
     for (const pcm of this.preroll) this.ws.send(encodeFrame(FrameType.AUDIO_CHUNK, pcm));
     this.preroll = [];
     ui.setState('live');
+    $('camera').disabled = false;
+  }
+
+  // ------------------------------------------------------------ camera
+
+  async startCamera() {
+    this.video = await navigator.mediaDevices.getUserMedia({ video: { width: 640 } });
+    if (this.closed) {
+      for (const track of this.video.getTracks()) track.stop();
+      return;
+    }
+    const preview = $('camera-preview');
+    preview.srcObject = this.video;
+    preview.hidden = false;
+    await preview.play();
+    this.cameraWorker = new Worker('camera-worker.js');
+    this.cameraBusy = false;
+    this.cameraWorker.onmessage = (event) => this.onCameraFrame(event.data);
+    this.cameraTimer = setInterval(() => this.grabFrame(preview), CAMERA_INTERVAL_MS);
+  }
+
+  // Newest wins: a tick while the last frame is still being encoded, or while the
+  // socket is behind, is skipped rather than queued.
+  async grabFrame(preview) {
+    if (!this.ready || this.closed || !preview.videoWidth) return;
+    if (this.cameraBusy || this.ws.bufferedAmount > CAMERA_MAX_BUFFERED) {
+      hooks.framesSkipped += 1;
+      return;
+    }
+    this.cameraBusy = true;
+    const scale = Math.min(1, CAMERA_SIDE / Math.max(preview.videoWidth, preview.videoHeight));
+    try {
+      const bitmap = await createImageBitmap(preview, {
+        resizeWidth: Math.round(preview.videoWidth * scale),
+        resizeHeight: Math.round(preview.videoHeight * scale),
+        resizeQuality: 'medium',
+      });
+      this.cameraWorker.postMessage({ bitmap, quality: CAMERA_QUALITY }, [bitmap]);
+    } catch (err) {
+      this.cameraBusy = false;
+      ui.error(`camera: ${err && err.message ? err.message : err}`);
+    }
+  }
+
+  onCameraFrame(data) {
+    this.cameraBusy = false;
+    if (data.error) {
+      ui.error(`camera: ${data.error}`);
+      return;
+    }
+    if (!this.ready || this.closed) return;
+    this.ws.send(encodeFrame(FrameType.IMAGE, new Uint8Array(data.jpeg)));
+    hooks.framesSent += 1;
+  }
+
+  stopCamera() {
+    clearInterval(this.cameraTimer);
+    this.cameraTimer = null;
+    this.cameraWorker?.terminate();
+    this.cameraWorker = null;
+    for (const track of this.video?.getTracks() ?? []) track.stop();
+    this.video = null;
+    const preview = $('camera-preview');
+    preview.srcObject = null;
+    preview.hidden = true;
   }
 
   onClose(event) {
@@ -534,6 +613,7 @@ class Session {
       this.ws.close();
     }
     this.source?.disconnect();
+    this.stopCamera();
     this.stopTracks();
     this.player?.port.postMessage({ type: 'flush' });
     this.ctx?.close();
@@ -563,7 +643,30 @@ function stop() {
   session.close();
   session = null;
   ui.setState('idle');
+  setCameraButton(false);
+  $('camera').disabled = true;
+}
+
+function setCameraButton(on) {
+  $('camera').textContent = on ? 'Camera off' : 'Camera';
+  $('camera').setAttribute('aria-pressed', String(on));
+}
+
+async function toggleCamera() {
+  if (!session) return;
+  if (session.video) {
+    session.stopCamera();
+    setCameraButton(false);
+    return;
+  }
+  try {
+    await session.startCamera();
+    setCameraButton(Boolean(session?.video));
+  } catch (err) {
+    ui.error(`camera: ${err && err.message ? err.message : err}`);
+  }
 }
 
 $('toggle').addEventListener('click', () => (session ? stop() : start()));
+$('camera').addEventListener('click', () => toggleCamera());
 ui.setState('idle');
