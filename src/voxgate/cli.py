@@ -273,6 +273,17 @@ def build_parser() -> argparse.ArgumentParser:
     churn.add_argument("--json", default=None, help="write the raw results")
     churn.add_argument("--trace", default=None, help="JSONL trace of the server side")
     churn.set_defaults(func=_lazy("voxgate.bench.churn:cli_churn"))
+    vision = bench_sub.add_parser(
+        "vision", help="camera: frame to description per part, voice-to-voice camera on/off"
+    )
+    vision.add_argument("--frames", type=int, default=30, help="frames to describe (p95: 20+)")
+    vision.add_argument("--turns", type=int, default=20, help="turns per run (camera off, on)")
+    vision.add_argument("--frames-only", action="store_true",
+                        help="only the description timings (no server, no speech)")
+    vision.add_argument("--trace", default=None, help="JSONL trace of the server side")
+    _model_option(vision)
+    vision.set_defaults(func=_lazy("voxgate.bench.vision:cli_vision"))
+
     tools = bench_sub.add_parser(
         "tools", help="tool-call accuracy: the model calls its tools when it should, only then"
     )

@@ -20,11 +20,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import json
 import math
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -497,11 +498,14 @@ async def converse(
     timeout: float = 90.0,
     barge_in_after_s: float | None = None,
     ignore_interrupted: bool = False,
+    camera: Sequence[bytes] = (),
+    camera_interval_s: float = 1.0,
 ) -> tuple[list[TurnResult], VoiceClient]:
     """One session, one turn per utterance (16 kHz float32 audio).
 
     ``barge_in_after_s``: start each next utterance that long after the reply's
-    first audio (the last reply is heard out).
+    first audio (the last reply is heard out). ``camera``: JPEG frames sent as
+    ``IMAGE`` frames, one every ``camera_interval_s``, in turn, for the whole session.
     """
     async with (
         aiohttp.ClientSession() as http,
@@ -510,12 +514,26 @@ async def converse(
         client = VoiceClient(ws, ignore_interrupted=ignore_interrupted)
         await client.handshake(persona, config)
         await ws.send_bytes(encode(FrameType.AUDIO_START))
+        filming = asyncio.create_task(_film(ws, camera, camera_interval_s)) if camera else None
         results = []
-        for i, audio in enumerate(utterances):
-            last = i == len(utterances) - 1
-            results.append(await client.turn(audio, timeout, None if last else barge_in_after_s))
+        try:
+            for i, audio in enumerate(utterances):
+                last = i == len(utterances) - 1
+                results.append(
+                    await client.turn(audio, timeout, None if last else barge_in_after_s)
+                )
+        finally:
+            if filming is not None:
+                filming.cancel()
         await client.close()
         return results, client
+
+
+async def _film(ws: aiohttp.ClientWebSocketResponse, frames: Sequence[bytes], every: float) -> None:
+    """A camera: the frames in turn, one per ``every`` seconds, until cancelled."""
+    for frame in itertools.cycle(frames):
+        await ws.send_bytes(encode(FrameType.IMAGE, frame))
+        await asyncio.sleep(every)
 
 
 def _print_turn(result: TurnResult) -> None:
