@@ -229,6 +229,7 @@ class Session:
         # A new seed per reply: a retry or a repeated question does not get the same sample.
         self._seeds = random.Random(self.config.seed)
         self.camera: CameraView | None = None  # from the first IMAGE frame
+        self._user_speaking = False  # between the VAD's speech start and its pause
 
     @property
     def history(self) -> list[ChatMessage]:
@@ -299,8 +300,19 @@ class Session:
                 self._camera_seen,
                 self._camera_error,
                 read_text=not self.engines.llm_capabilities.vision,  # it reads the frame itself
+                idle=self._no_live_turn,
             )
         self.camera.submit(data)
+
+    def _no_live_turn(self) -> bool:
+        """Nothing the user waits for is under way: background work may take a core."""
+        return (
+            not self._user_speaking
+            and not self._decodes
+            and not self._specs
+            and self._speaking is None
+            and self._queue.empty()
+        )
 
     def _camera_seen(self, sighting: Sighting) -> None:
         self.port.emit(CameraSeen(sighting.frame, sighting.description, sighting.ms))
@@ -421,8 +433,10 @@ class Session:
             metrics.stamp("speech_start", self.clock.sample_ms(action.speech_start))
             self._utterances[action.utterance] = metrics
             at_ms = round(self.clock.sample_ms(action.at))
+            self._user_speaking = True
             self.port.emit(SpeechActivity(True, at_ms, action.utterance))
         elif isinstance(action, tm.SpeechPaused):
+            self._user_speaking = False
             at_ms = round(self.clock.sample_ms(action.at))
             self.port.emit(SpeechActivity(False, at_ms, action.utterance))
         elif isinstance(action, tm.StartDecode):
@@ -696,7 +710,7 @@ class Session:
         while (text := self._prime_text) is not None:
             self._prime_text = None
             speaker = self._speaker_for(text)
-            messages = self._prompt(text, speaker).messages
+            messages, _ = self._with_camera(self._prompt(text, speaker).messages)
             try:
                 await prime(
                     speaker.id, messages, conversation_id=self.id, priority=Priority.BACKGROUND
@@ -772,18 +786,22 @@ class Session:
 
     def _with_camera(self, messages: list[ChatMessage]) -> tuple[list[ChatMessage], str]:
         """The camera's newest frame for the reply: as an image with the user's words for
-        a model that sees, else its description as the last system message (VOLATILE: a
-        new view changes it, so it goes after everything cached). The route taken."""
+        a model that sees, else its description as a system message before them
+        (VOLATILE: a new view changes it, so it goes after everything cached). The route
+        taken."""
         seen = self.camera.fresh() if self.camera is not None else None
         if seen is None:
             return messages, ""
+        last = max(i for i, m in enumerate(messages) if m.role == "user")
+        messages = list(messages)
         if self.engines.llm_capabilities.vision:
-            last = max(i for i, m in enumerate(messages) if m.role == "user")
             image = MediaPart("image", seen.jpeg, "image/jpeg")
-            messages = list(messages)
             messages[last] = replace(messages[last], parts=(*messages[last].parts, image))
             return messages, "image"
-        return [*messages, ChatMessage("system", seen.description)], "description"
+        # Just before the user's words: the prefill of their words while they speak
+        # covers it too, and the next turn's history prefix does not hold it.
+        messages.insert(last, ChatMessage("system", seen.description))
+        return messages, "description"
 
     def _reply_context(
         self, speaker: Persona, history: list[ChatMessage], text: str

@@ -19,12 +19,22 @@ from tests.e2e.browser import Chromium, find_chromium, padded_wav
 from tests.fakes import FakeLLM, FakeSTT, FakeTTS, fake_engines
 from tests.served_app import serving
 from voxgate.config import SessionConfig
+from voxgate.llm.base import ChatMessage
 from voxgate.transport.server import GatewaySettings, create_app
 
 REPO = Path(__file__).resolve().parents[2]
 SPEECH = REPO / "tests" / "data" / "beckett.wav"
 
 pytestmark = pytest.mark.browser
+
+
+def said_camera(messages: list[ChatMessage]) -> bool:
+    """The prompt has the camera's description just before the user's words."""
+    return (
+        len(messages) >= 2
+        and messages[-1].role == "user"
+        and messages[-2].content.startswith("The user's camera")
+    )
 
 
 async def wait_js(page: object, predicate: str, timeout: float) -> None:
@@ -61,17 +71,17 @@ async def test_camera_frames_reach_the_prompt(tmp_path: Path) -> None:
         sent = await page.evaluate("voxgate.framesSent")
         assert sent <= elapsed / 0.9 + 1, f"{sent} frames in {elapsed:.1f} s: over 1/s"
         seen = await page.evaluate("voxgate.camera[voxgate.camera.length - 1]")
-        assert seen["description"].startswith("The user's camera is on.")
+        assert seen["description"].startswith("The user's camera shows")
         shown = await page.evaluate("document.querySelector('#camera-seen').textContent")
         assert shown == seen["description"]
         # The fake microphone's speech starts after the frames: its turn's prompt
-        # ends with what the camera showed.
+        # has what the camera showed.
         for _ in range(150):
-            if any(r.messages[-1].content.startswith("The user's camera") for r in llm.requests):
+            if any(said_camera(r.messages) for r in llm.requests):
                 break
             await asyncio.sleep(0.2)
         await page.evaluate("document.querySelector('#camera').click()", user_gesture=True)
         await wait_js(page, "document.querySelector('#camera-preview').hidden", 5)
         assert page.exceptions == [] and page.console_errors == []
     prompts = [r.messages for r in llm.requests]
-    assert any(m[-1].content.startswith("The user's camera") for m in prompts), prompts[-1:]
+    assert any(said_camera(m) for m in prompts), prompts[-1:]

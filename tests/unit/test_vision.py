@@ -113,9 +113,10 @@ def test_the_next_turn_hears_what_the_camera_shows() -> None:
     assert camera["frame"] == 2 and "white" in camera["description"]
     assert set(camera["ms"]) >= {"decode", "scene"}
     last = llm.requests[-1].messages
-    # After the user's words? No: the description is the last system message, after the
-    # cached prefix and the conversation, so a new view never breaks the persona's prefix.
-    assert last[-1].role == "system" and last[-1].content == camera["description"]
-    assert "may be wrong" in last[-1].content
+    # Just before the user's words, after the cached prefix and the conversation: a new
+    # view never breaks the persona's prefix, and the next turn's history lacks it.
+    assert last[-1].role == "user" and last[-1].content == "What do you see?"
+    assert last[-2].role == "system" and last[-2].content == camera["description"]
+    assert "may be wrong" in last[-2].content
     if ocr.available():
-        assert "PLATFORM" in last[-1].content.upper()
+        assert "PLATFORM" in last[-2].content.upper()

@@ -109,8 +109,8 @@ def test_any_other_model_gets_the_description() -> None:
     assert llm.capabilities == LLMCapabilities()
     (body,) = fake.bodies
     assert all(isinstance(m["content"], str) for m in body["messages"])  # plain text only
-    assert body["messages"][-1]["role"] == "system"
-    assert "mostly blue" in body["messages"][-1]["content"]
+    assert body["messages"][-2]["role"] == "system"
+    assert "mostly blue" in body["messages"][-2]["content"]
     (metrics,) = h.events("metrics")
     assert metrics["routes"] == {"camera": "description"}
     assert metrics["tts_calls"] == 1  # "Blue." synthesized by the TTS bridge

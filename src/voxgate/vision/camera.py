@@ -3,7 +3,8 @@ arrives (not when the user asks), in background time, so a turn only reads a sen
 
 Frames that arrive while one is being described replace each other: only the newest is
 described next. Text recognition, the slow part, runs only on a new view (the fingerprint
-moved) and only while no live turn wants the CPU; otherwise the last text stays if the
+moved) and only while the session has no live turn (the user is not speaking, no reply
+is being made) and no other work wants the CPU; otherwise the last text stays if the
 view did not change, and none is claimed if it did.
 """
 
@@ -43,19 +44,16 @@ class Sighting:
 
 
 def describe(scene: Scene, text: tuple[str, ...]) -> str:
-    """The hedged sentence a persona reads: what was measured, and nothing more."""
-    colours = " and ".join(scene.colours) if len(scene.colours) < 3 else (
-        f"{', '.join(scene.colours[:-1])} and {scene.colours[-1]}"
-    )  # fmt: skip
+    """The hedged sentence a persona reads: what was measured, and nothing more. Short:
+    every turn prefills it."""
+    colours = " and ".join(scene.colours)
     sentence = (
-        "The user's camera is on. An automatic description of its picture (colours and "
-        f"text recognition only; it may be wrong): a {scene.brightness} {scene.shape} "
-        f"picture, mostly {colours}."
+        "The user's camera shows (an automatic guess from colours and text, may be wrong): "
+        f"a {scene.brightness} view, mostly {colours}"
     )
     if text:
-        quoted = "; ".join(f'"{line}"' for line in text)
-        sentence += f" Text in it reads: {quoted}."
-    return sentence
+        sentence += "; text: " + ", ".join(f'"{line}"' for line in text)
+    return sentence + "."
 
 
 class CameraView:
@@ -66,8 +64,12 @@ class CameraView:
         on_error: Callable[[str, str], None],
         *,
         read_text: bool = True,
+        idle: Callable[[], bool] = lambda: True,
     ) -> None:
-        """``read_text`` False: no OCR (a model that sees reads the frame itself)."""
+        """``read_text`` False: no OCR (a model that sees reads the frame itself).
+        ``idle``: whether the session has no live turn now (the user is not speaking, no
+        reply is being made): text is read only then."""
+        self.idle = idle
         self.gate = gate
         self.on_seen, self.on_error = on_seen, on_error
         self.read_text = read_text and ocr.available()
@@ -77,6 +79,7 @@ class CameraView:
         self.text_skipped = 0  # new views whose text was not read: a live turn was busy
         self._pending: tuple[int, bytes] | None = None
         self._worker: asyncio.Task[None] | None = None
+        self._may_read = True
 
     def submit(self, data: bytes) -> None:
         """A frame from the client (JPEG or PNG bytes). Never waits."""
@@ -106,6 +109,7 @@ class CameraView:
         while self._pending is not None:
             number, data = self._pending
             self._pending = None
+            self._may_read = self.idle()  # asked on the loop: the session's state lives there
             try:
                 sighting = await asyncio.to_thread(self._describe, number, data)
             except BadImage as exc:
@@ -132,7 +136,7 @@ class CameraView:
         text: tuple[str, ...] = ()
         if same_view and previous is not None:
             text = previous.text  # the same view: what it read still holds
-        elif self.read_text and not self.gate.busy():
+        elif self.read_text and self._may_read and not self.gate.busy():
             started = time.perf_counter()
             with self.gate.hold(Priority.BACKGROUND):  # any live work goes first
                 text = tuple(ocr.read_text(image))
