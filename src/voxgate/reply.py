@@ -118,6 +118,7 @@ class ReplyRun:
         self.guard = guard
         self.speak = speak  # False: a text-only reply (no synthesis, its pieces carry no audio)
         self.options: object = None  # the session's reply options it was built with
+        self.camera_note = ""  # the camera's description its prompt gave, for the history
         self._tools = {tool.name: tool for tool in tools}
         self._holding_line = holding_line
         self._holding_audio = holding_audio  # synthesized at start-up, when it could be

@@ -61,6 +61,7 @@ from voxgate.speech import Filler, SpeechHandle
 from voxgate.tools.registry import ToolContext
 from voxgate.tts.router import voice_problem
 from voxgate.turns import machine as tm
+from voxgate.turns.endpointing import Phase
 from voxgate.turns.recording import event_record
 from voxgate.turns.vad import VAD_RATE, SileroStreamVad
 from voxgate.vision.camera import CameraView, Sighting
@@ -229,7 +230,9 @@ class Session:
         # A new seed per reply: a retry or a repeated question does not get the same sample.
         self._seeds = random.Random(self.config.seed)
         self.camera: CameraView | None = None  # from the first IMAGE frame
-        self._user_speaking = False  # between the VAD's speech start and its pause
+        # The camera description each persona's history holds last: said again only when
+        # the view changes, so an unchanged view adds nothing to the next prompt.
+        self._camera_said: dict[str, str] = {}
 
     @property
     def history(self) -> list[ChatMessage]:
@@ -307,7 +310,7 @@ class Session:
     def _no_live_turn(self) -> bool:
         """Nothing the user waits for is under way: background work may take a core."""
         return (
-            not self._user_speaking
+            self.machine.phase is Phase.IDLE
             and not self._decodes
             and not self._specs
             and self._speaking is None
@@ -433,10 +436,8 @@ class Session:
             metrics.stamp("speech_start", self.clock.sample_ms(action.speech_start))
             self._utterances[action.utterance] = metrics
             at_ms = round(self.clock.sample_ms(action.at))
-            self._user_speaking = True
             self.port.emit(SpeechActivity(True, at_ms, action.utterance))
         elif isinstance(action, tm.SpeechPaused):
-            self._user_speaking = False
             at_ms = round(self.clock.sample_ms(action.at))
             self.port.emit(SpeechActivity(False, at_ms, action.utterance))
         elif isinstance(action, tm.StartDecode):
@@ -710,7 +711,7 @@ class Session:
         while (text := self._prime_text) is not None:
             self._prime_text = None
             speaker = self._speaker_for(text)
-            messages, _ = self._with_camera(self._prompt(text, speaker).messages)
+            messages = self._with_camera(self._prompt(text, speaker).messages, speaker.id)[0]
             try:
                 await prime(
                     speaker.id, messages, conversation_id=self.id, priority=Priority.BACKGROUND
@@ -735,7 +736,7 @@ class Session:
         messages = self._prompt(text, speaker).messages
         if options.instructions.strip():  # last: the cached prefix before it stays valid
             messages = [*messages, ChatMessage("system", options.instructions.strip())]
-        messages, camera_route = self._with_camera(messages)
+        messages, camera_route, camera_note = self._with_camera(messages, speaker.id)
         max_tokens = speaker.max_reply_tokens
         if options.max_tokens is not None:
             max_tokens = min(max_tokens, options.max_tokens)
@@ -782,26 +783,36 @@ class Session:
         run.history_version = self._history_edits
         if camera_route:
             run.metrics.routes["camera"] = camera_route
+        run.camera_note = camera_note
         return run
 
-    def _with_camera(self, messages: list[ChatMessage]) -> tuple[list[ChatMessage], str]:
+    def _with_camera(
+        self, messages: list[ChatMessage], speaker_id: str
+    ) -> tuple[list[ChatMessage], str, str]:
         """The camera's newest frame for the reply: as an image with the user's words for
-        a model that sees, else its description as a system message before them
-        (VOLATILE: a new view changes it, so it goes after everything cached). The route
-        taken."""
+        a model that sees, else its description as a system message just before them
+        (after everything cached; the prefill of their words while they speak covers it).
+        The description goes into the history with the turn, so it is said again only
+        when the view changes. Returns the messages, the route and the note to record."""
         seen = self.camera.fresh() if self.camera is not None else None
         if seen is None:
-            return messages, ""
-        last = max(i for i, m in enumerate(messages) if m.role == "user")
+            return messages, "", ""
+        # The user's words of this turn: the last message unless system notes follow it
+        # (the client's instructions); a reply to the conversation as it stands has none.
+        last = len(messages) - 1
+        while last >= 0 and messages[last].role == "system":
+            last -= 1
+        if last < 0 or messages[last].role != "user":
+            return messages, "", ""
         messages = list(messages)
         if self.engines.llm_capabilities.vision:
             image = MediaPart("image", seen.jpeg, "image/jpeg")
             messages[last] = replace(messages[last], parts=(*messages[last].parts, image))
-            return messages, "image"
-        # Just before the user's words: the prefill of their words while they speak
-        # covers it too, and the next turn's history prefix does not hold it.
+            return messages, "image", ""
+        if self._camera_said.get(speaker_id) == seen.description:
+            return messages, "description", ""  # the history already says it
         messages.insert(last, ChatMessage("system", seen.description))
-        return messages, "description"
+        return messages, "description", seen.description
 
     def _reply_context(
         self, speaker: Persona, history: list[ChatMessage], text: str
@@ -855,7 +866,7 @@ class Session:
             metrics.playback = metrics.playback or handle.played_ms()[1]
             self._last_handle = handle
             event = metrics.event()  # built once: for the trace and for the client
-            self._remember(run.speaker_id, metrics, event, run.tool_notes)
+            self._remember(run.speaker_id, metrics, event, run.tool_notes, run.camera_note)
         finally:  # whatever failed above, the client learns that the turn is over
             self._end_turn(handle.turn, metrics, self._plays_until(handle), event)
 
@@ -865,12 +876,18 @@ class Session:
         metrics: TurnMetrics,
         event: dict[str, Any],
         notes: Sequence[str] = (),
+        camera_note: str = "",
     ) -> None:
         """The turn into every persona's history, the memory store and the trace."""
         self._reply_messages = {}
         for persona_id, messages in exchange_messages(
             self.room, speaker, metrics.transcript, metrics.reply, notes
         ).items():
+            if camera_note and persona_id == speaker:  # where its prompt had it
+                self.histories.setdefault(persona_id, []).append(
+                    ChatMessage("system", camera_note)
+                )
+                self._camera_said[persona_id] = camera_note
             self.histories.setdefault(persona_id, []).extend(messages)
             if metrics.reply.strip() and messages:  # the reply is the last one it added
                 self._reply_messages[persona_id] = messages[-1]

@@ -45,6 +45,10 @@ def test_frames_are_decoded_and_shrunk_and_bad_ones_refused() -> None:
         load_frame(b"GIF89a....")
     with pytest.raises(BadImage, match="cannot decode"):
         load_frame(jpeg(sign())[:200])  # cut short
+    thin = io.BytesIO()
+    Image.new("RGB", (4000, 10), "white").save(thin, "PNG")  # a strip that OCR would blow up
+    with pytest.raises(BadImage, match="over 4:1"):
+        load_frame(thin.getvalue())
 
 
 def test_the_scene_names_colours_brightness_and_shape() -> None:
@@ -120,3 +124,55 @@ def test_the_next_turn_hears_what_the_camera_shows() -> None:
     assert "may be wrong" in last[-2].content
     if ocr.available():
         assert "PLATFORM" in last[-2].content.upper()
+
+
+@pytest.mark.skipif(not ocr.available(), reason="the vision extra (rapidocr) is not installed")
+def test_a_view_first_seen_during_a_turn_is_read_when_the_turn_is_over() -> None:
+    busy = [True]
+
+    async def scenario() -> list[Sighting]:
+        seen: list[Sighting] = []
+        camera = CameraView(
+            ComputeGate(), seen.append, lambda code, message: None, idle=lambda: not busy[0]
+        )
+        frame = jpeg(sign("PLATFORM 9"))
+        for turn_over in (False, True, True):
+            busy[0] = not turn_over
+            camera.submit(frame)
+            while camera.latest is None or camera.latest.frame < camera.frames:
+                await asyncio.sleep(0.01)
+        await camera.close()
+        return seen
+
+    first, second, third = asyncio.run(scenario())
+    assert not first.text_read and first.text == ()  # the live turn first
+    assert second.text_read and any("PLATFORM" in line.upper() for line in second.text)
+    assert "ocr" not in third.ms and third.description == second.description  # same view
+
+
+def test_an_unchanged_view_is_said_once_in_the_history() -> None:
+    llm = FakeLLM("A sign.")
+    engines = fake_engines(FakeSTT(lambda s: ""), llm, FakeTTS(ms_per_char=2))
+
+    async def scenario() -> Harness:
+        h = Harness(engines)
+        await h.start()
+        frame = jpeg(sign("EXIT"))
+        await h.conn.on_message(encode(FrameType.IMAGE, frame))
+        await h.wait_for("camera", 1, timeout_s=30)
+        await h.say("What do you see?")
+        await h.wait_for_done(1)
+        await h.conn.on_message(encode(FrameType.IMAGE, frame))  # the same view again
+        await h.wait_for("camera", 2, timeout_s=30)
+        await h.say("And now?")
+        await h.wait_for_done(2)
+        await h.conn.close()
+        return h
+
+    h = asyncio.run(scenario())
+    assert [e["frame"] for e in h.events("camera")] == [1, 2]
+    first, second = (r.messages for r in llm.requests[-2:])
+    described = [m for m in second if m.content.startswith("The user's camera")]
+    assert len(described) == 1  # from the history, not added again
+    # The second prompt extends the first: the KV prefix of the persona holds.
+    assert second[: len(first)] == first

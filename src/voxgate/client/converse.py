@@ -33,6 +33,7 @@ from typing import Any
 import aiohttp
 import numpy as np
 
+from voxgate.aio import cancel_and_wait
 from voxgate.audio.pcm import FloatArray, float_to_pcm16
 from voxgate.audio.wav import read_wav, write_wav_bytes
 from voxgate.protocol.frames import (
@@ -523,8 +524,7 @@ async def converse(
                     await client.turn(audio, timeout, None if last else barge_in_after_s)
                 )
         finally:
-            if filming is not None:
-                filming.cancel()
+            await cancel_and_wait(filming)
         await client.close()
         return results, client
 

@@ -4,6 +4,7 @@ description says nothing of text."""
 
 from __future__ import annotations
 
+import importlib.util
 import threading
 from typing import Any
 
@@ -11,17 +12,15 @@ import numpy as np
 
 MIN_SCORE = 0.6  # recognitions below this are guesses, not text
 MAX_LINES = 4
+MAX_LINE_CHARS = 40  # a sign, not a page: and less text to pose as instructions
 
 _engine: Any = None
 _lock = threading.Lock()
 
 
 def available() -> bool:
-    try:
-        import rapidocr_onnxruntime  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    """Installed? Asked without importing it (cv2 and friends take a while to import)."""
+    return importlib.util.find_spec("rapidocr_onnxruntime") is not None
 
 
 def _load() -> Any:
@@ -33,7 +32,14 @@ def _load() -> Any:
             # One thread: about as fast here (0.19 s a frame) and it leaves the other core
             # to the live turn.
             one = {f"{stage}intra_op_num_threads": 1 for stage in ("", "det_", "cls_", "rec_")}
-            _engine = RapidOCR(inter_op_num_threads=1, **one)
+            _engine = RapidOCR(
+                inter_op_num_threads=1,
+                # Never enlarge a frame for the detector (its default scales the short side
+                # up to 736): the frame is at most 384 px, and so is what it looks at.
+                det_limit_type="max",
+                det_limit_side_len=384,
+                **one,
+            )
         return _engine
 
 
@@ -42,7 +48,19 @@ def read_text(image: object) -> list[str]:
     worker thread: it takes 0.2 to 1 s on a 2-core CPU."""
     if not available():
         return []
-    result, _ = _load()(np.asarray(image))
+    bgr = np.ascontiguousarray(np.asarray(image)[..., ::-1])  # RapidOCR takes OpenCV's order
+    result, _ = _load()(bgr)
     lines = [(str(text), float(score)) for _, text, score in (result or [])]
-    kept = [text.strip() for text, score in lines if score >= MIN_SCORE and text.strip()]
-    return kept[:MAX_LINES]
+    kept = [_clean(text) for text, score in lines if score >= MIN_SCORE]
+    return [line for line in kept if line][:MAX_LINES]
+
+
+def _clean(text: str) -> str:
+    """A line fit to quote in a prompt: no quotes of its own, and short."""
+    return " ".join(text.replace('"', "").replace("\n", " ").split())[:MAX_LINE_CHARS]
+
+
+def warm() -> None:
+    """Load the models (about 0.3 s), so the first frame is not the slow one."""
+    if available():
+        _load()

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 
 MAX_SIDE = 384  # what the description needs; the browser sends about this already
+MAX_PIXELS = 16_000_000
+MAX_ASPECT = 4  # a 16000x1 "picture" is an attack on whatever reads it, not a view
 # Named colours a description can use (sRGB); each pixel counts for the nearest.
 _NAMED: dict[str, tuple[int, int, int]] = {
     "black": (20, 20, 20), "dark grey": (80, 80, 80), "grey": (140, 140, 140),
@@ -44,17 +46,25 @@ class Scene:
 
 
 def load_frame(data: bytes, max_side: int = MAX_SIDE) -> object:
-    """The frame as an RGB PIL image no larger than ``max_side``; BadImage if unreadable."""
+    """The frame as an RGB PIL image no larger than ``max_side``; BadImage if unreadable,
+    too large, or too thin to be a camera's picture."""
     from PIL import Image, UnidentifiedImageError
 
     if not looks_like_image(data):
         raise BadImage(NOT_AN_IMAGE)
     try:
-        with Image.open(io.BytesIO(data)) as opened:
-            if opened.width * opened.height > 16_000_000:
-                raise BadImage(f"{opened.width}x{opened.height} is too large: send at most 4K")
+        with Image.open(io.BytesIO(data), formats=["JPEG", "PNG"]) as opened:
+            width, height = opened.size
+            if width * height > MAX_PIXELS:
+                raise BadImage(f"{width}x{height} is too large: at most {MAX_PIXELS:,} pixels")
+            if max(width, height) > MAX_ASPECT * min(width, height):
+                raise BadImage(f"{width}x{height} is not a camera's picture (sides over 4:1)")
+            opened.draft("RGB", (max_side, max_side))  # JPEG: decode at a fraction of the size
             image = opened.convert("RGB")
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
+    except BadImage:
+        raise
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError,
+            Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:  # fmt: skip
         raise BadImage(f"cannot decode the image: {exc}") from None
     image.thumbnail((max_side, max_side))
     return image

@@ -525,18 +525,29 @@ class Session {
   // ------------------------------------------------------------ camera
 
   async startCamera() {
-    this.video = await navigator.mediaDevices.getUserMedia({ video: { width: 640 } });
+    const stream = await navigator.mediaDevices.getUserMedia({ video: { width: 640 } });
+    this.video = stream;
     if (this.closed) {
-      for (const track of this.video.getTracks()) track.stop();
+      this.stopCamera();
       return;
     }
     const preview = $('camera-preview');
-    preview.srcObject = this.video;
+    preview.srcObject = stream;
     preview.hidden = false;
-    await preview.play();
+    try {
+      await preview.play();
+    } catch (err) {
+      this.stopCamera(); // no half-started camera with its light on
+      throw err;
+    }
     this.cameraWorker = new Worker('camera-worker.js');
     this.cameraBusy = false;
     this.cameraWorker.onmessage = (event) => this.onCameraFrame(event.data);
+    this.cameraWorker.onerror = (event) => {
+      ui.error(`camera: the frame worker failed (${event.message || 'no detail'})`);
+      this.stopCamera();
+      setCameraButton(false);
+    };
     this.cameraTimer = setInterval(() => this.grabFrame(preview), CAMERA_INTERVAL_MS);
   }
 
@@ -588,6 +599,8 @@ class Session {
 
   onClose(event) {
     if (this.closed) return;
+    setCameraButton(false);
+    $('camera').disabled = true;
     const reason = event.reason || `code ${event.code}`;
     this.close();
     if (!this.ready) {
@@ -659,11 +672,15 @@ async function toggleCamera() {
     setCameraButton(false);
     return;
   }
+  const button = $('camera');
+  button.disabled = true; // one start at a time: a second click would open a second stream
   try {
     await session.startCamera();
-    setCameraButton(Boolean(session?.video));
   } catch (err) {
     ui.error(`camera: ${err && err.message ? err.message : err}`);
+  } finally {
+    setCameraButton(Boolean(session?.video));
+    button.disabled = !session;
   }
 }
 
