@@ -67,6 +67,9 @@ from voxgate.turns.vad import VAD_RATE, SileroStreamVad
 from voxgate.vision.camera import CameraView, Sighting
 
 log = logging.getLogger("voxgate.session")
+# An unchanged view is said again once its note is this many messages back: compaction
+# or an edit may have dropped it, and a note far back is easily overlooked.
+CAMERA_NOTE_WINDOW = 8
 
 INPUT_RATE = VAD_RATE
 # Audio kept before the VAD's speech start: Silero needs a few windows to be
@@ -230,9 +233,6 @@ class Session:
         # A new seed per reply: a retry or a repeated question does not get the same sample.
         self._seeds = random.Random(self.config.seed)
         self.camera: CameraView | None = None  # from the first IMAGE frame
-        # The camera description each persona's history holds last: said again only when
-        # the view changes, so an unchanged view adds nothing to the next prompt.
-        self._camera_said: dict[str, str] = {}
 
     @property
     def history(self) -> list[ChatMessage]:
@@ -809,8 +809,9 @@ class Session:
             image = MediaPart("image", seen.jpeg, "image/jpeg")
             messages[last] = replace(messages[last], parts=(*messages[last].parts, image))
             return messages, "image", ""
-        if self._camera_said.get(speaker_id) == seen.description:
-            return messages, "description", ""  # the history already says it
+        recent = self.histories.get(speaker_id, [])[-CAMERA_NOTE_WINDOW:]
+        if any(m.role == "system" and m.content == seen.description for m in recent):
+            return messages, "description", ""  # the history says it, not long ago
         messages.insert(last, ChatMessage("system", seen.description))
         return messages, "description", seen.description
 
@@ -887,7 +888,6 @@ class Session:
                 self.histories.setdefault(persona_id, []).append(
                     ChatMessage("system", camera_note)
                 )
-                self._camera_said[persona_id] = camera_note
             self.histories.setdefault(persona_id, []).extend(messages)
             if metrics.reply.strip() and messages:  # the reply is the last one it added
                 self._reply_messages[persona_id] = messages[-1]
