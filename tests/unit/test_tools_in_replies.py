@@ -70,12 +70,17 @@ def spoken(h: Harness) -> str:
     return "".join(f.text for f in h.frames if f.type is FrameType.LLM_CHUNK)
 
 
-def run_turn(engines: Engines, text: str, done: int = 1, timeout_s: float = 10.0) -> Harness:
+def run_turn(
+    engines: Engines, *texts: str, guard: bool = False, timeout_s: float = 10.0
+) -> Harness:
+    """One session: each text a typed turn, each answered before the next is said."""
+
     async def scenario() -> Harness:
-        h = Harness(engines, SessionConfig(fillers=False, reply_guard=False))
+        h = Harness(engines, SessionConfig(fillers=False, reply_guard=guard))
         await h.start()
-        await h.say(text)
-        await h.wait_for_done(done, timeout_s)
+        for done, text in enumerate(texts, start=1):
+            await h.say(text)
+            await h.wait_for_done(done, timeout_s)
         await h.conn.close()
         return h
 
@@ -151,18 +156,7 @@ def test_a_hanging_tool_times_out_and_the_persona_says_so() -> None:
 
 def test_a_failing_tool_gets_an_apology_and_the_session_goes_on() -> None:
     engines = engines_with("broken_lookup", [call("broken_lookup", city="Lima"), "Hello again."])
-
-    async def scenario() -> Harness:
-        h = Harness(engines, SessionConfig(fillers=False, reply_guard=False))
-        await h.start()
-        await h.say("Weather in Lima?")
-        await h.wait_for_done(1)
-        await h.say("Hi.")
-        await h.wait_for_done(2)
-        await h.conn.close()
-        return h
-
-    h = asyncio.run(scenario())
+    h = run_turn(engines, "Weather in Lima?", "Hi.", timeout_s=5.0)
     assert spoken(h) == "Sorry, I couldn't do that.Hello again."
     assert [e["outcome"] for e in h.events("tool")] == ["started", "failed"]
 
@@ -319,16 +313,7 @@ def test_after_a_tool_with_effects_a_failed_answer_falls_back_without_running_it
     engines = engines_with(
         "lookup_weather", [call("lookup_weather", city="Lima"), "It is **sunny** in Lima."]
     )
-
-    async def scenario() -> Harness:
-        h = Harness(engines, SessionConfig(fillers=False, reply_guard=True))
-        await h.start()
-        await h.say("Weather in Lima?")
-        await h.wait_for_done(1, 10.0)
-        await h.conn.close()
-        return h
-
-    h = asyncio.run(scenario())
+    h = run_turn(engines, "Weather in Lima?", guard=True)
     from voxgate.quality.guard import NEUTRAL_ACKS
 
     assert spoken(h) in NEUTRAL_ACKS  # not silence, and not the markdown answer
@@ -349,16 +334,6 @@ def test_an_answer_from_a_fresh_result_may_repeat_an_earlier_one() -> None:
         ],
     )
 
-    async def scenario() -> Harness:
-        h = Harness(engines, SessionConfig(fillers=False, reply_guard=True))
-        await h.start()
-        await h.say("Weather in Paris?")
-        await h.wait_for_done(1, 10.0)
-        await h.say("And how is the weather in Paris now?")
-        await h.wait_for_done(2, 10.0)
-        await h.conn.close()
-        return h
-
-    h = asyncio.run(scenario())
+    h = run_turn(engines, "Weather in Paris?", "And how is the weather in Paris now?", guard=True)
     assert spoken(h) == answer + answer  # the second is not taken for a loop
     assert all(m["guard"] == [] for m in h.events("metrics"))

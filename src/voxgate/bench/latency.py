@@ -24,7 +24,7 @@ import statistics
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -239,6 +239,19 @@ def mode_table(rows: list[TurnRow], modes: list[str]) -> str:
         ]
         lines.append(f"| {mode} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def median_p95_cell(values: Sequence[float | None], digits: int = 0) -> str:
+    """ "median / p95" for a table; from fewer than P95_MIN_TURNS values, the median
+    alone, marked: a p95 of a handful is one or two samples."""
+    stat = _stat(list(values))
+    if stat is None:
+        return "—"
+    median = f"{stat[0]:.{digits}f}"
+    count = sum(v is not None for v in values)
+    if count < P95_MIN_TURNS:
+        return f"{median} (n < {P95_MIN_TURNS})"
+    return f"{median} / {stat[1]:.{digits}f}"
 
 
 def _median_cell(values: list[float | None]) -> str:

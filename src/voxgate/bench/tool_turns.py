@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import dataclasses
 import re
-import statistics
 import sys
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +26,7 @@ import numpy as np
 
 from voxgate.audio.pcm import FloatArray, resample
 from voxgate.bench.harness import start_bench_server
+from voxgate.bench.latency import P95_MIN_TURNS, median_p95_cell
 from voxgate.client.converse import RATE, TurnResult, converse
 from voxgate.engines import Engines
 from voxgate.tools.registry import tool_from_function
@@ -50,7 +50,6 @@ QUESTIONS: dict[str, tuple[str, ...]] = {
     ),
 }
 TOOL_OF = {"plain": None, "clock": "current_time", "lookup": "weather"}
-P95_MIN_TURNS = 20  # per kind, before a p95 is quoted
 
 
 async def weather(city: str) -> str:
@@ -153,16 +152,6 @@ async def run(args: argparse.Namespace) -> list[ToolTurn]:
     return rows
 
 
-def _cell(values: list[float | None], n_turns: int) -> str:
-    clean = sorted(v for v in values if v is not None)
-    if not clean:
-        return "—"
-    median = f"{statistics.median(clean):.0f}"
-    if n_turns < P95_MIN_TURNS:
-        return median
-    return f"{median} / {clean[min(len(clean) - 1, round(0.95 * (len(clean) - 1)))]:.0f}"
-
-
 def table(rows: list[ToolTurn]) -> str:
     lines = [
         "| kind | turns | its tool called | holding line said | speech end → first sound "
@@ -179,10 +168,10 @@ def table(rows: list[ToolTurn]) -> str:
         said = sum(r.holding_ms is not None for r in turns)
         lines.append(
             f"| {kind} | {len(turns)} | {called} | {said}/{len(turns)} "
-            f"| {_cell([r.first_sound_ms for r in turns], len(turns))} "
-            f"| {_cell([r.holding_ms for r in turns], len(turns))} "
-            f"| {_cell([r.answer_ms for r in turns], len(turns))} "
-            f"| {_cell([r.server_answer_ms for r in turns], len(turns))} |"
+            f"| {median_p95_cell([r.first_sound_ms for r in turns])} "
+            f"| {median_p95_cell([r.holding_ms for r in turns])} "
+            f"| {median_p95_cell([r.answer_ms for r in turns])} "
+            f"| {median_p95_cell([r.server_answer_ms for r in turns])} |"
         )
     lines.append("")
     lines.append(

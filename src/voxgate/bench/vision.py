@@ -24,14 +24,13 @@ from typing import Any
 
 from voxgate.bench.conversation import build_conversation
 from voxgate.bench.harness import start_bench_server
-from voxgate.bench.latency import percentile
+from voxgate.bench.latency import median_p95_cell
 from voxgate.client.converse import converse
 from voxgate.vision import ocr
 from voxgate.vision.scene import describe_scene, load_frame
 
 WORDS = ("EXIT", "PLATFORM 4", "OPEN", "COFFEE", "NO PARKING", "GATE B12", "PHARMACY",
          "STOP", "LIBRARY", "SALE 50%", "TICKETS", "ROOM 101")  # fmt: skip
-P95_MIN = 20
 
 
 def frames(count: int, seed: int = 20261202) -> list[tuple[str, bytes]]:
@@ -82,15 +81,6 @@ def bridge_parts(made: list[tuple[str, bytes]]) -> tuple[dict[str, list[float]],
     return parts, read
 
 
-def _cell(values: list[float]) -> str:
-    if not values:
-        return "—"
-    median = statistics.median(values)
-    if len(values) < P95_MIN:
-        return f"{median:.0f} (n < {P95_MIN})"
-    return f"{median:.1f} / {percentile(values, 0.95):.1f}"
-
-
 async def camera_on_off(args: argparse.Namespace, jpegs: list[bytes]) -> dict[str, Any]:
     conversation = build_conversation(None, args.turns)
     audio = [u.audio for u in conversation]
@@ -130,7 +120,8 @@ def on_off_table(runs: dict[str, Any]) -> str:
         )
         described = sum(1 for e in client.events if e.get("type") == "camera")
         lines.append(
-            f"| {name} | {len(results)} | {_cell(v2v)} | {statistics.mean(stt or [0]):.2f} "
+            f"| {name} | {len(results)} | {median_p95_cell(v2v)} "
+            f"| {statistics.mean(stt or [0]):.2f} "
             f"| {statistics.mean(tts or [0]):.2f} "
             f"| {', '.join(f'{k} {v}' for k, v in sorted(routes.items()))} | {described} "
             f"| {sum(r.client_voice_to_voice_ms is None for r in results)} |"
@@ -145,9 +136,9 @@ def cli_vision(args: argparse.Namespace) -> int:
     print("| bridge part | ms per frame, median / p95 |")
     print("| --- | ---: |")
     for part, values in parts.items():
-        print(f"| {part} | {_cell(values)} |")
+        print(f"| {part} | {median_p95_cell(values, digits=1)} |")
     total = [sum(v) for v in zip(*(p for p in parts.values() if p), strict=True)]
-    print(f"| frame → description, all parts | {_cell(total)} |")
+    print(f"| frame → description, all parts | {median_p95_cell(total, digits=1)} |")
     if ocr.available():
         print(f"\nOCR read the sign's word on {read} of {len(made)} frames.")
     else:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -183,8 +184,6 @@ def _result_text(result: Any) -> str:
     """The text parts of a result; its structured content when it has no text."""
     parts = [block.text for block in result.content if getattr(block, "type", "") == "text"]
     if not parts and result.structured_content is not None:
-        import json
-
         return json.dumps(result.structured_content, ensure_ascii=False, default=str)
     skipped = len(result.content) - len(parts)
     if skipped:
