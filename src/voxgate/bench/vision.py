@@ -1,8 +1,9 @@
 """``voxgate bench vision``: what the camera costs.
 
 1. Frame -> description, per part of the offline bridge (decode and shrink, colours and
-   brightness, text recognition), on frames made here: signs with a word on a coloured
-   board, at 640x480, each with its own seed. Median and p95, and how many words OCR read.
+   brightness, object names by the ImageNet classifier, text recognition), on frames
+   made here: signs with a word on a coloured board, at 640x480, each with its own seed.
+   Median and p95, and how many words OCR read.
 2. Voice-to-voice with the camera on and off, in one run on one server: the latency
    bench's real speech with no camera, with a frame a second of one unchanging view, and
    with a frame a second of a new view each time (the frames above, in turn: every frame
@@ -26,7 +27,7 @@ from voxgate.bench.conversation import build_conversation
 from voxgate.bench.harness import start_bench_server
 from voxgate.bench.latency import median_p95_cell
 from voxgate.client.converse import converse
-from voxgate.vision import ocr
+from voxgate.vision import classifier, ocr
 from voxgate.vision.scene import describe_scene, load_frame
 
 WORDS = ("EXIT", "PLATFORM 4", "OPEN", "COFFEE", "NO PARKING", "GATE B12", "PHARMACY",
@@ -61,10 +62,11 @@ def frames(count: int, seed: int = 20261202) -> list[tuple[str, bytes]]:
 
 def bridge_parts(made: list[tuple[str, bytes]]) -> tuple[dict[str, list[float]], int]:
     """Per part, ms per frame; and how many frames' words OCR read back."""
-    parts: dict[str, list[float]] = {"decode": [], "scene": [], "ocr": []}
+    parts: dict[str, list[float]] = {"decode": [], "scene": [], "classify": [], "ocr": []}
     read = 0
     if ocr.available():
         ocr.read_text(load_frame(made[0][1]))  # load the models before timing
+    classifier.warm()
     for word, data in made:
         started = time.perf_counter()
         image = load_frame(data)
@@ -72,6 +74,10 @@ def bridge_parts(made: list[tuple[str, bytes]]) -> tuple[dict[str, list[float]],
         started = time.perf_counter()
         describe_scene(image)
         parts["scene"].append((time.perf_counter() - started) * 1000)
+        if classifier.available():
+            started = time.perf_counter()
+            classifier.classify(image)  # type: ignore[arg-type]  # a PIL image
+            parts["classify"].append((time.perf_counter() - started) * 1000)
         if ocr.available():
             started = time.perf_counter()
             lines = ocr.read_text(image)
@@ -137,6 +143,10 @@ def cli_vision(args: argparse.Namespace) -> int:
     print("| --- | ---: |")
     for part, values in parts.items():
         print(f"| {part} | {median_p95_cell(values, digits=1)} |")
+    quick = [p for name, p in parts.items() if p and name != "ocr"]
+    path = [sum(v) for v in zip(*quick, strict=True)]
+    print(f"| frame → description, the classifier path (no OCR) | "
+          f"{median_p95_cell(path, digits=1)} |")  # fmt: skip
     total = [sum(v) for v in zip(*(p for p in parts.values() if p), strict=True)]
     print(f"| frame → description, all parts | {median_p95_cell(total, digits=1)} |")
     if ocr.available():

@@ -2,12 +2,13 @@
 arrives (not when the user asks), in background time, so a turn only reads a sentence.
 
 Frames that arrive while one is being described replace each other: only the newest is
-described next. Text recognition, the slow part, runs only on a new view (the fingerprint
-moved, or its text was never read) and only while the session has no live turn (the user
-is not speaking, no reply is being made) and no other work wants the CPU; then it runs on
-the camera's one thread, outside the compute gate, and leaves the other core to the
-voice. Otherwise the last text stays if the view did not change, and none is claimed if
-it did.
+described next. Naming what it likely shows (an ImageNet classifier, about 50 ms) and text
+recognition, the slow parts, run only on a new view (the fingerprint moved, or it was
+never named or read) and only while the session has no live turn (the user is not
+speaking, no reply is being made) and no other work wants the CPU; then they run on the
+camera's one thread, outside the compute gate, and leave the other core to the voice.
+Otherwise the last names and text stay if the view did not change, and none are claimed
+if it did.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 
 from voxgate.aio import cancel_and_wait
 from voxgate.scheduler import ComputeGate
-from voxgate.vision import ocr
+from voxgate.vision import classifier, ocr
 from voxgate.vision.scene import (
     NOT_AN_IMAGE,
     BadImage,
@@ -36,6 +37,9 @@ from voxgate.vision.scene import (
 
 # A camera sends a frame a second; one silent this long has been switched off.
 FRESH_S = 5.0
+# A guess the classifier gives less than this is not said; its top 2 at most.
+MIN_LIKELY = 0.3
+MAX_NAMES = 2
 log = logging.getLogger("voxgate.vision")
 
 
@@ -47,8 +51,10 @@ class Sighting:
     text: tuple[str, ...]  # lines read, if any
     at: float  # monotonic time it was ready
     jpeg: bytes  # the frame as shrunk, for a model that sees
-    ms: dict[str, float] = field(default_factory=dict)  # per part: decode, scene, ocr
+    ms: dict[str, float] = field(default_factory=dict)  # per part: decode, scene, classify, ocr
     text_read: bool = False  # OCR ran on this view (else its text is unknown, not absent)
+    labels: tuple[tuple[str, float], ...] = ()  # the classifier's best guesses, probability
+    named: bool = False  # the classifier ran on this view
 
 
 # (image, scene, the JPEG as shrunk, ms per part) of one frame.
@@ -71,9 +77,12 @@ def _measure(data: bytes) -> _Measured:
     return image, scene, shrunk.getvalue(), ms
 
 
-def describe(scene: Scene, text: tuple[str, ...]) -> str:
+def describe(
+    scene: Scene, text: tuple[str, ...], labels: tuple[tuple[str, float], ...] = ()
+) -> str:
     """The hedged sentence a persona reads: what was measured, and nothing more. Short:
-    every turn prefills it."""
+    every turn prefills it. ``labels``: the classifier's guesses; only likely ones are
+    said."""
     colours = " and ".join(scene.colours)
     sentence = (
         "The user's camera shows (an automatic guess from colours and text, may be wrong): "
@@ -81,7 +90,20 @@ def describe(scene: Scene, text: tuple[str, ...]) -> str:
     )
     if text:
         sentence += "; text: " + ", ".join(f'"{line}"' for line in text)
+    likely = [name for name, p in labels if p >= MIN_LIKELY][:MAX_NAMES]
+    if likely:
+        sentence += ". It might show " + " or ".join(map(_with_article, likely))
     return sentence + "."
+
+
+def _with_article(name: str) -> str:
+    """ "a mug", "an iPod", "a European ...", "jeans": enough for the ImageNet names."""
+    lower = name.lower()
+    plural = lower.endswith("s") and not lower.endswith(("ss", "us", "is", "ps"))
+    if plural or lower.startswith(("a ", "an ")):  # "a cat having a striped coat"
+        return name
+    vowel = lower[0] in "aeiou" and not lower.startswith(("eu", "one", "uni", "use"))
+    return ("an " if vowel else "a ") + name
 
 
 class CameraView:
@@ -92,15 +114,19 @@ class CameraView:
         on_error: Callable[[str, str], None],
         *,
         read_text: bool = True,
+        name_objects: bool | None = None,
         idle: Callable[[], bool] = lambda: True,
     ) -> None:
         """``read_text`` False: no OCR (a model that sees reads the frame itself).
-        ``idle``: whether the session has no live turn now (the user is not speaking, no
-        reply is being made): text is read only then."""
+        ``name_objects``: run the classifier; None: as ``read_text`` (a model that sees
+        needs neither). ``idle``: whether the session has no live turn now (the user is
+        not speaking, no reply is being made): a view is named and read only then."""
         self.idle = idle
         self.gate = gate
         self.on_seen, self.on_error = on_seen, on_error
         self.read_text = read_text and ocr.available()
+        wanted = read_text if name_objects is None else name_objects
+        self.name_objects = wanted and classifier.available()
         self.latest: Sighting | None = None
         self.frames = 0  # received
         self.superseded = 0  # replaced by a newer one before it was described
@@ -119,6 +145,12 @@ class CameraView:
         self._pending = (self.frames, data)
         if self._worker is None or self._worker.done():
             self._worker = asyncio.create_task(self._work(), name="camera")
+
+    async def settled(self) -> None:
+        """Returns once every frame submitted so far is described (or has failed)."""
+        while self._worker is not None and not self._worker.done():
+            # Shielded: a caller that stops waiting must not stop the description.
+            await asyncio.shield(self._worker)
 
     def fresh(self, now: float | None = None) -> Sighting | None:
         """The newest frame and its description, if recent."""
@@ -153,27 +185,41 @@ class CameraView:
     async def _read(
         self, loop: asyncio.AbstractEventLoop, number: int, frame: _Measured
     ) -> Sighting:
-        """The text of a new view (or of a view whose text was never read), when nothing
-        live wants the CPU now; otherwise what is known of the view already."""
+        """The names and text of a new view (or of a view not yet named or read), when
+        nothing live wants the CPU now; otherwise what is known of the view already."""
         image, scene, jpeg, ms = frame
         previous = self.latest
-        same = previous is not None and not changed(previous.scene.fingerprint, scene.fingerprint)
-        if same and previous is not None and (previous.text_read or not self.read_text):
+        same = None
+        if previous is not None and not changed(previous.scene.fingerprint, scene.fingerprint):
+            same = previous
+        want_names = self.name_objects and not (same is not None and same.named)
+        want_text = self.read_text and not (same is not None and same.text_read)
+        if same is not None and not want_names and not want_text:
             # The same view: the same words (no flicker in the prompt from sensor noise).
-            return replace(previous, frame=number, at=time.monotonic(), jpeg=jpeg, ms=ms)
-        text: tuple[str, ...] = previous.text if same and previous is not None else ()
-        text_read = False
-        # Checked here, on the loop, right before: the session's state lives here.
-        if self.read_text and self.idle() and not self.gate.busy():
+            return replace(same, frame=number, at=time.monotonic(), jpeg=jpeg, ms=ms)
+        labels, named = (same.labels, same.named) if same is not None else ((), False)
+        text, text_read = (same.text, same.text_read) if same is not None else ((), False)
+        if want_names and self._free():
+            started = time.perf_counter()
+            labels = tuple(await loop.run_in_executor(_CAMERA_THREAD, classifier.classify, image))
+            ms["classify"] = round((time.perf_counter() - started) * 1000, 1)
+            named = True
+        if want_text and self._free():  # asked again: a turn may have begun meanwhile
             started = time.perf_counter()
             text = tuple(await loop.run_in_executor(_CAMERA_THREAD, ocr.read_text, image))
             ms["ocr"] = round((time.perf_counter() - started) * 1000, 1)
             text_read = True
-        elif self.read_text:
+        elif want_text:
             self.text_skipped += 1  # a live turn first: a later frame of it tries again
         return Sighting(
-            number, describe(scene, text), scene, text, time.monotonic(), jpeg, ms, text_read
-        )
+            number, describe(scene, text, labels), scene, text, time.monotonic(), jpeg, ms,
+            text_read, labels, named,
+        )  # fmt: skip
+
+    def _free(self) -> bool:
+        """Nothing live wants the CPU. Asked on the loop right before each slow part: the
+        session's state lives here."""
+        return self.idle() and not self.gate.busy()
 
     async def close(self) -> None:
         await cancel_and_wait(self._worker)
