@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import io
 import json
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -372,3 +373,44 @@ def test_unknown_model_and_missing_token(server: ServerProcess) -> None:
     assert error.type == "error" and error.error.code == "invalid_model"
     assert "ada" in error.error.message and "luna" in error.error.message  # the personas
     assert status == 401
+
+
+def sign_jpeg(word: str) -> bytes:
+    """A white board with ``word`` on it, as a camera might see it."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    image = Image.new("RGB", (640, 480), (70, 110, 60))
+    draw = ImageDraw.Draw(image)
+    draw.rectangle((60, 170, 580, 310), fill="white")
+    draw.text((110, 200), word, fill="black", font=ImageFont.load_default(size=64))
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=85)
+    return out.getvalue()
+
+
+def test_a_picture_sent_as_input_image_is_read_for_the_answer(server: ServerProcess) -> None:
+    """conversation.item.create with an input_image (the official SDK's own types), then
+    response.create at once: the answer knows what the picture says (the offline bridge
+    read it: the default model does not see)."""
+    url = "data:image/jpeg;base64," + base64.b64encode(sign_jpeg("EXIT")).decode()
+
+    async def scenario() -> list[Any]:
+        async with connected(server) as conn:
+            await conn.conversation.item.create(
+                item={
+                    "type": "message",
+                    "role": "user",
+                    "content": [
+                        {"type": "input_text", "text": "What word is on the sign I'm showing?"},
+                        {"type": "input_image", "image_url": url},
+                    ],
+                }
+            )
+            await conn.response.create()
+            return await events_until(conn, "response.done")
+
+    events = asyncio.run(scenario())
+    added = next(e for e in events if e.type == "conversation.item.added")
+    assert [part.type for part in added.item.content] == ["input_text", "input_image"]
+    said = next(e for e in events if e.type == "response.output_audio_transcript.done")
+    assert "exit" in said.transcript.lower(), said.transcript

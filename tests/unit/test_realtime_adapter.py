@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import io
 import json
 from collections.abc import Callable
 from typing import Any
@@ -15,6 +16,7 @@ from openai.types.beta.realtime.realtime_server_event import (
     RealtimeServerEvent as BetaServerEvent,
 )
 from openai.types.realtime.realtime_server_event import RealtimeServerEvent
+from PIL import Image
 from pydantic import TypeAdapter
 
 from tests.fakes import FakeLLM, FakeSTT, FakeTTS, fake_engines, speech
@@ -66,6 +68,20 @@ def user_text(text: str) -> dict[str, Any]:
         "role": "user",
         "content": [{"type": "input_text", "text": text}],
     }
+
+
+def image_item(url: str, text: str = "") -> dict[str, Any]:
+    """A conversation.item.create event with a picture (and words, if given)."""
+    parts: list[dict[str, Any]] = [{"type": "input_text", "text": text}] if text else []
+    parts.append({"type": "input_image", "image_url": url})
+    item = {"type": "message", "role": "user", "content": parts}
+    return {"type": "conversation.item.create", "item": item}
+
+
+def jpeg_url(colour: tuple[int, int, int]) -> str:
+    out = io.BytesIO()
+    Image.new("RGB", (320, 240), colour).save(out, "JPEG")
+    return "data:image/jpeg;base64," + base64.b64encode(out.getvalue()).decode()
 
 
 def run(scenario: Callable[[], Any]) -> Any:
@@ -353,6 +369,8 @@ def test_delete_takes_an_item_out_of_the_context() -> None:
             },
             "invalid_value",
         ),
+        (image_item("https://example.com/cat.jpg"), "invalid_value"),  # fetches nothing
+        (image_item("data:image/jpeg;base64,@@not base64@@"), "invalid_value"),
         (
             {"type": "conversation.item.truncate", "item_id": "x", "audio_end_ms": 1},
             "item_not_found",
@@ -530,3 +548,55 @@ def test_a_server_side_tool_call_shows_as_function_items() -> None:
         if e["item"]["type"] == "function_call_output"
     ]  # fmt: skip
     assert output["call_id"] == function_call["call_id"] and output["output"] == "sunny in Oslo"
+
+
+def test_an_input_image_is_described_for_the_response_that_follows() -> None:
+    """A picture with a question, then response.create at once: the reply waits for the
+    camera's description of it, and the item lists the picture without its data."""
+    llm = FakeLLM(reply="It looks blue.")
+    engines = fake_engines(FakeSTT(lambda s: ""), llm)
+
+    async def scenario() -> Wire:
+        conn, wire = await opened(engines)
+        await send(conn, **image_item(jpeg_url((40, 80, 210)), "What colour is this?"))
+        await send(conn, type="response.create")
+        await wire.wait_for("voxgate.turn.metrics")
+        await conn.close()
+        return wire
+
+    wire = run(scenario)
+    validate(wire.events, GA_EVENT)
+    added = wire.of("conversation.item.added")[0]["item"]
+    assert added["content"] == [
+        {"type": "input_text", "text": "What colour is this?"},
+        {"type": "input_image"},
+    ]
+    messages = llm.requests[0].messages
+    assert messages[-1].content == "What colour is this?"
+    assert messages[-2].role == "system" and "mostly blue" in messages[-2].content
+    assert wire.of("voxgate.turn.metrics")[0]["metrics"]["routes"]["camera"] == "description"
+
+
+def test_a_picture_on_its_own_is_an_item_and_words_come_later() -> None:
+    llm = FakeLLM(reply="A red view.")
+    engines = fake_engines(FakeSTT(lambda s: ""), llm)
+
+    async def scenario() -> tuple[Wire, RealtimeConnection]:
+        conn, wire = await opened(engines)
+        await send(conn, **image_item(jpeg_url((220, 30, 30))))
+        await send(conn, type="conversation.item.create", item=user_text("And now?"))
+        await send(conn, type="response.create")
+        await wire.wait_for("response.done")
+        await conn.close()
+        return wire, conn
+
+    wire, conn = run(scenario)
+    validate(wire.events, GA_EVENT)
+    first, second = (e["item"] for e in wire.of("conversation.item.added")[:2])
+    assert first["content"] == [{"type": "input_image"}]
+    assert second["content"][0]["text"] == "And now?"
+    assert conn.session is not None
+    # The picture added no words of its own to the context; its description came with the
+    # reply (and into the history with the turn).
+    assert [m.content for m in conn.session.history if m.role == "user"] == ["And now?"]
+    assert "mostly red" in llm.requests[0].messages[-2].content

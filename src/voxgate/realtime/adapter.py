@@ -10,6 +10,7 @@ protocol; with ``turn_detection: null`` the client commits and asks for replies.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 import time
@@ -62,6 +63,8 @@ EVENT_RATES = {
     "session.update": (2.0, 10),
 }
 MAX_ID = 64  # a client's item and call ids
+IMAGE_URL_PREFIXES = ("data:image/jpeg;base64,", "data:image/png;base64,")
+IMAGE_WAIT_S = 3.0  # a response.create after an input_image waits this long for its words
 MAX_FUNCTION_OUTPUT = 8000  # characters of a function_call_output kept in the context
 MAX_AUDIO_END_MS = 3_600_000
 OPENAI_MODEL_PREFIX = "gpt-"  # an OpenAI model name: the server's default persona
@@ -103,6 +106,7 @@ class RealtimeConnection:
         self.conversation = Conversation()
         # Each client item's text as the session's context holds it, for delete.
         self._context: dict[str, tuple[str, str]] = {}
+        self._image_sent = False  # an input_image not yet followed by a response.create
         self.settings = RealtimeSettings("")  # until start(): the persona's voice and config
         self.encoder = ResponseEncoder(
             self.conversation, engines.tts.sample_rate, self.settings.output_format, beta
@@ -403,7 +407,7 @@ class RealtimeConnection:
             raise ClientMistake(
                 "missing_required_parameter", "'item.content' must be a list", "item.content"
             )
-        texts, audio = [], []
+        texts, audio, images = [], [], []
         for part in content:
             kind = part.get("type") if isinstance(part, dict) else None
             if kind in ("input_text", "text") and isinstance(part.get("text"), str):
@@ -418,10 +422,13 @@ class RealtimeConnection:
                 if admission in (Admission.DROP, Admission.DROP_REPORT):
                     raise ClientMistake("rate_limited", self._audio_limit.report())
                 audio.append(resampled)
+            elif kind == "input_image" and item.get("role") == "user":
+                images.append(image_from_url(part.get("image_url")))
             else:
                 raise ClientMistake(
                     "invalid_value",
-                    f"unsupported content part {kind!r}: use input_text or input_audio",
+                    f"unsupported content part {kind!r}: use input_text, input_audio or "
+                    "input_image",
                     "item.content",
                 )
         text = " ".join(t.strip() for t in texts if t.strip())
@@ -429,12 +436,17 @@ class RealtimeConnection:
             raise ClientMistake(
                 "string_above_max_length", f"item text may be at most {MAX_USER_TEXT} characters"
             )
+        for image in images:  # the camera's newest frame: described (or seen) from now on
+            session.push_image(image)
+            self._image_sent = True
         if audio:
             await self._add_audio_item(session, item_id, np.concatenate(audio))
             return
-        context = f"(instruction) {text}" if item["role"] == "system" else text
-        session.add_user_message(context)
-        self._announce({**user_text_item(item_id, text), "role": item["role"]}, context)
+        context = f"(instruction) {text}" if item["role"] == "system" and text else text
+        if context:
+            session.add_user_message(context)
+        item_out = user_text_item(item_id, text, len(images))
+        self._announce({**item_out, "role": item["role"]}, context)
 
     def _announce(self, item: dict[str, Any], context: str) -> None:
         """A client item, in the session's context as ``context``: on the wire in order."""
@@ -506,6 +518,9 @@ class RealtimeConnection:
         self._send({"type": "conversation.item.retrieved", "item": item})
 
     async def _response_create(self, session: Session, event: dict[str, Any]) -> None:
+        if self._image_sent:  # the reply should know what the picture it follows shows
+            self._image_sent = False
+            await session.camera_settled(IMAGE_WAIT_S)  # first: the checks hold after it
         if session.machine.turns > self.encoder.turns_finished:
             raise ClientMistake(
                 "conversation_already_has_active_response",
@@ -546,3 +561,21 @@ class RealtimeConnection:
         if not cancelled:
             raise ClientMistake("response_cancel_not_active", "no response is in progress")
         self.encoder.cancelled.update(cancelled)
+
+
+def image_from_url(url: object) -> bytes:
+    """An ``input_image`` part's file: only inline ``data:`` URLs (this server fetches
+    nothing); whether it is a JPEG or PNG is checked by the camera, which reports it."""
+    if not isinstance(url, str) or not url.startswith(IMAGE_URL_PREFIXES):
+        raise ClientMistake(
+            "invalid_value",
+            "input_image needs image_url as a data: URL of a base64 JPEG or PNG "
+            "(data:image/jpeg;base64,...); this server fetches no other URLs",
+            "item.content",
+        )
+    try:
+        return base64.b64decode(url.partition(",")[2], validate=True)
+    except ValueError as exc:
+        raise ClientMistake(
+            "invalid_value", f"input_image data is not base64: {exc}", "item.content"
+        ) from exc

@@ -22,19 +22,22 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(6)}{next(_counter):04x}"
 
 
-def _user_item(item_id: str, part: dict[str, Any]) -> dict[str, Any]:
+def _user_item(item_id: str, *parts: dict[str, Any]) -> dict[str, Any]:
     return {
         "id": item_id,
         "object": "realtime.item",
         "type": "message",
         "role": "user",
         "status": "completed",
-        "content": [part],
+        "content": list(parts),
     }
 
 
-def user_text_item(item_id: str, text: str) -> dict[str, Any]:
-    return _user_item(item_id, {"type": "input_text", "text": text})
+def user_text_item(item_id: str, text: str, images: int = 0) -> dict[str, Any]:
+    """A user message; ``images``: how many camera frames came with it (they went to
+    the session's camera, so the item shows them without their data)."""
+    parts = [{"type": "input_text", "text": text}] if text or not images else []
+    return _user_item(item_id, *parts, *({"type": "input_image"} for _ in range(images)))
 
 
 def user_audio_item(item_id: str, transcript: str | None) -> dict[str, Any]:
