@@ -101,6 +101,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="the --llm-url model sees: camera frames go to it as images, not descriptions "
         "(llama.cpp's server also says so itself in /props)",
     )
+    serve.add_argument(
+        "--llm-audio-in",
+        action="store_true",
+        help="the --llm-url model hears: each utterance goes to it as audio (input_audio), "
+        "with no final transcription (llama.cpp's server also says so itself in /props)",
+    )
+    serve.add_argument(
+        "--llm-audio-out",
+        action="store_true",
+        help="the --llm-url model speaks: replies are its own audio (modalities text+audio), "
+        "nothing is synthesized",
+    )
+    serve.add_argument(
+        "--llm-voice",
+        default="alloy",
+        help="with --llm-audio-out: the model's voice to speak in (default: alloy)",
+    )
     _model_option(serve)
     serve.add_argument(
         "--token", default=None, help="session token (default: $VOXGATE_TOKEN or generated)"
@@ -283,6 +300,14 @@ def build_parser() -> argparse.ArgumentParser:
     vision.add_argument("--trace", default=None, help="JSONL trace of the server side")
     _model_option(vision)
     vision.set_defaults(func=_lazy("voxgate.bench.vision:cli_vision"))
+    routes = bench_sub.add_parser(
+        "routes",
+        help="routes by model capability (bridges, audio_in, audio_out) against a fake "
+        "model server: STT/TTS calls per turn, voice-to-voice",
+    )
+    routes.add_argument("--turns", type=int, default=20, help="turns per route (p95: 20+)")
+    routes.add_argument("--trace", default=None, help="JSONL trace of the server side")
+    routes.set_defaults(func=_lazy("voxgate.bench.routes:cli_routes"))
 
     tools = bench_sub.add_parser(
         "tools", help="tool-call accuracy: the model calls its tools when it should, only then"

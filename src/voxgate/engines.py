@@ -213,7 +213,7 @@ def load_default_engines(
     llm_model: str | None = None,
     llm_api_key: str | None = None,
     llm_slots: int | None = None,
-    llm_vision: bool = False,
+    llm_capabilities: LLMCapabilities | None = None,
     trace_path: Path | None = None,
     memory_path: Path | None = None,
     model: str | None = None,
@@ -233,7 +233,7 @@ def load_default_engines(
             model=llm_model or "default",
             api_key=llm_api_key,
             n_slots=llm_slots,
-            capabilities=LLMCapabilities(vision=llm_vision),
+            capabilities=llm_capabilities,
         )
     else:
         from voxgate.llm.llama_engine import LlamaEngine

@@ -23,9 +23,11 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
+import numpy as np
+
 from voxgate.aio import cancel_and_wait
-from voxgate.audio.pcm import Int16Array
-from voxgate.llm.base import ChatMessage, LLMEngine, LLMRequest, LLMUsage
+from voxgate.audio.pcm import Int16Array, resample
+from voxgate.llm.base import ChatMessage, LLMEngine, LLMRequest, LLMUsage, SpeechWanted
 from voxgate.metrics.turn import SessionClock, TurnMetrics
 from voxgate.personas.persona import VoiceSpec
 from voxgate.quality.checks import Violation
@@ -108,8 +110,16 @@ class ReplyRun:
         holding_line: str = "One moment.",
         holding_audio: Int16Array | None = None,
         tool_context: ToolContext | None = None,
+        model_voice: str = "",
     ) -> None:
+        """``model_voice``: the audio_out route, the model speaks in this voice of its own
+        and nothing is synthesized (the engine's capabilities decide; see Session)."""
+        if model_voice and speak:
+            request = replace(request, speech=SpeechWanted(model_voice, self._model_said))
         self.llm, self.tts, self.request, self.voice, self.clock = llm, tts, request, voice, clock
+        self.model_speaks = request.speech is not None
+        self._model_audio: list[Int16Array] = []  # the model's speech not yet in a piece
+        self._model_rate = self.tts.sample_rate
         self.answering = answering  # the transcript this run answers
         self.history_len = history_len  # the speaker's history length its prompt was built on
         self.metrics = TurnMetrics(0, request.persona_id, mode)  # its own until promoted
@@ -199,6 +209,7 @@ class ReplyRun:
             if self._pending and not self._judge(final=True):
                 self._release()
         finally:
+            self._queue_model_tail()
             self._clauses.put_nowait(None)
             span.end_ms = round(self.clock.now_ms(), 1)
             decode_s = max(self.usage.decode_ms, 1.0) / 1000.0
@@ -240,13 +251,14 @@ class ReplyRun:
         assert self.guard is not None
         ack = self.guard.neutral_ack()
         self._pending = [(ack, ack)]
-        self._release()
+        self._release(synthesize=True)  # on the model-speech route too: it said otherwise
 
     async def _attempt(self, request: LLMRequest, attempt: int) -> list[Violation]:
         """One generation. Returns the violations that failed it before anything was
         released (regenerate); a failure after that truncates the reply instead."""
         self._chunker = self._new_chunker()
         self._pending, self._unshown, self._attempt_no = [], "", attempt
+        self._model_audio = []  # a failed attempt's speech is never played
         self._first_token_ms = None
         usage = LLMUsage()  # this attempt's; added to the reply's total when it ends
         stream = (
@@ -507,15 +519,46 @@ class ReplyRun:
         self.guard.record(failed, self._attempt_no, "truncated")
         return []
 
-    def _release(self) -> None:
-        """Pending clauses passed: on to synthesis, and into the reply."""
+    def _release(self, synthesize: bool = False) -> None:
+        """Pending clauses passed: on to synthesis (or with the model's speech), and into
+        the reply. ``synthesize``: our own words, not the model's, even when it speaks."""
+        if synthesize:
+            self._model_audio = []
         if not self._released and self._pending and self._first_token_ms is not None:
             # The first token of the reply that is spoken: a rejected attempt's does not count.
             self.metrics.stamp("llm_first_token", self._first_token_ms)
         for text, delta in self._pending:
             self._released.append(text)
-            self._queue(_Clause(text, delta))
+            audio = None if synthesize else self._take_model_audio()
+            self._queue(_Clause(text, delta, audio))
         self._pending = []
+
+    def _model_said(self, pcm: bytes, rate: int) -> None:
+        """A chunk of the model's speech (the audio_out route): it goes out with the next
+        clause that passes the guard, never ahead of its text."""
+        if not self._model_audio:
+            self.metrics.stamp("first_model_audio", self.clock.now_ms())
+        self._model_rate = rate
+        self._model_audio.append(np.frombuffer(pcm, dtype="<i2").astype(np.int16))
+
+    def _take_model_audio(self) -> Int16Array | None:
+        """The model's speech so far, in the voice's rate (None on the synthesis route:
+        the clause is synthesized). Speech that streams in after its clause goes with
+        the next one; resampled per piece, not per chunk, so chunk edges make no clicks."""
+        if not self.model_speaks:
+            return None
+        taken, self._model_audio = self._model_audio, []
+        if not taken:
+            return np.zeros(0, dtype=np.int16)
+        samples = np.concatenate(taken).astype(np.float32) / 32768.0
+        samples = resample(samples, self._model_rate, self.tts.sample_rate)
+        out: Int16Array = np.clip(samples * 32768.0, -32768, 32767).astype(np.int16)
+        return out
+
+    def _queue_model_tail(self) -> None:
+        """Speech the model sent after the last words passed: the end of the reply."""
+        if self.model_speaks and self._released and self._model_audio:
+            self._queue(_Clause("", "", self._take_model_audio()))
 
     def _queue(self, clause: _Clause) -> None:
         self._clauses_queued += 1
@@ -529,7 +572,7 @@ class ReplyRun:
                 if not self.speak:
                     audio = None
                 elif audio is not None:
-                    pass  # made ahead (the holding line)
+                    pass  # made ahead (the holding line), or the model's own speech
                 elif tts_failed is None:
                     audio = await self._synthesize(text)
                     if audio is None:

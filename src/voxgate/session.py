@@ -30,6 +30,7 @@ from typing import Any
 
 from voxgate.aio import cancel_and_wait
 from voxgate.audio.pcm import FloatArray, SampleBuffer
+from voxgate.audio.wav import wav_bytes
 from voxgate.config import SessionConfig, config_for, updated_config
 from voxgate.engines import Engines
 from voxgate.llm.base import ChatMessage, LLMError, LLMRequest, MediaPart
@@ -144,8 +145,9 @@ def check_models(engines: Engines, config: SessionConfig) -> None:
         )
 
 
-def machine_config(c: SessionConfig) -> tm.MachineConfig:
-    """The turn machine's settings for a session configuration."""
+def machine_config(c: SessionConfig, audio_turns: bool = False) -> tm.MachineConfig:
+    """The turn machine's settings for a session configuration (``audio_turns``: the
+    model hears the user itself, see LLMCapabilities.audio_in)."""
     return tm.MachineConfig(
         rate=INPUT_RATE,
         endpoint_min_ms=c.endpoint_min_ms,
@@ -162,6 +164,7 @@ def machine_config(c: SessionConfig) -> tm.MachineConfig:
         preroll_ms=PREROLL_MS,
         hold_on_speech=c.hold_on_speech,
         vad_threshold=c.vad_threshold,
+        audio_turns=audio_turns,
     )
 
 
@@ -182,6 +185,7 @@ class QueuedTurn:
     metrics: TurnMetrics
     run: ReplyRun | None  # a promoted speculative reply, if any
     options: ReplyOptions = ReplyOptions()
+    heard: MediaPart | None = None  # the utterance's audio, for a model that hears
 
 
 class Session:
@@ -201,7 +205,7 @@ class Session:
         self._last_speaker: str | None = None
         self._turn_ref: TurnRef | None = None  # the memory store's row of the last turn
         self.assembler = PromptAssembler(self.id, cache=engines.prompt_cache)
-        self.machine = tm.TurnMachine(machine_config(self.config))
+        self.machine = tm.TurnMachine(machine_config(self.config, self._hears_audio))
         self._vad: SileroStreamVad | None = None
         self._audio = SampleBuffer(self._ring_capacity(self.config))
         self._utterances: dict[int, TurnMetrics] = {}  # metrics of utterances not yet turns
@@ -262,7 +266,7 @@ class Session:
         if "seed" in update:  # a new seed starts its sequence over, as at the start
             self._seeds = random.Random(config.seed)
         self.config = config
-        self.machine.configure(machine_config(self.config))
+        self.machine.configure(machine_config(self.config, self._hears_audio))
         self._audio.grow(self._ring_capacity(self.config))
         self.port.emit(ConfigChanged(self.config.model_dump()))
         return self.config
@@ -306,6 +310,18 @@ class Session:
                 idle=self._no_live_turn,
             )
         self.camera.submit(data)
+
+    async def camera_settled(self, timeout_s: float) -> bool:
+        """Wait (at most ``timeout_s``) until the frames sent so far are described: a
+        reply asked for right after a picture should know what it shows. False: it was
+        not ready in time (the reply goes on with what is known)."""
+        if self.camera is None:
+            return True
+        try:
+            await asyncio.wait_for(self.camera.settled(), timeout_s)
+        except TimeoutError:
+            return False
+        return True
 
     def _no_live_turn(self) -> bool:
         """Nothing the user waits for is under way: background work may take a core."""
@@ -460,7 +476,9 @@ class Session:
                 heard.stt_source = action.source
         elif isinstance(action, tm.StartSpeculation):
             speaker = self._speaker_for(action.text)
-            spec = self._new_run(action.text, speaker, Priority.SPECULATIVE)
+            spec = self._new_run(
+                action.text, speaker, Priority.SPECULATIVE, heard=self._heard(action.audio)
+            )
             spec.metrics.stamp("speculation_start", self.clock.now_ms())
             self._specs[action.reply_id] = spec
         elif isinstance(action, tm.DropSpeculation):
@@ -507,6 +525,7 @@ class Session:
         if metrics is not None:
             metrics.stt_calls += 1
             if action.final:
+                metrics.stt_final_calls += 1
                 span = metrics.span("stt_final", start, audio_ms=round(len(audio) / 16))
                 span.end_ms = round(self.clock.now_ms(), 1)
         self._step(tm.DecodeLanded(action.decode_id, text))
@@ -535,7 +554,20 @@ class Session:
         metrics.stamp("committed", self.clock.sample_ms(action.committed_at))
         run = self._specs.pop(action.reply_id, None) if action.reply_id is not None else None
         options = self._typed_options if self._typed_options is not None else self.reply_options
-        self._queue.put_nowait(QueuedTurn(action.turn, action.text, metrics, run, options))
+        heard = self._heard(action.audio)
+        self._queue.put_nowait(QueuedTurn(action.turn, action.text, metrics, run, options, heard))
+
+    @property
+    def _hears_audio(self) -> bool:
+        """The audio_in route: the model hears each utterance, no final transcription."""
+        return self.engines.llm_capabilities.audio_in
+
+    def _heard(self, span: tuple[int, int] | None) -> MediaPart | None:
+        """Input audio ``[start, end)`` as a WAV part for a model that hears it."""
+        if span is None:
+            return None
+        audio = self._audio.slice(*span)
+        return MediaPart("audio", wav_bytes(audio, INPUT_RATE), "audio/wav")
 
     def _handle_of(self, turn: int) -> SpeechHandle | None:
         """The speech of ``turn``: speaking now, or finished and maybe still playing."""
@@ -668,7 +700,9 @@ class Session:
             queued.metrics.speculative = "miss"
             run = None
         if run is None:
-            run = self._new_run(queued.text, speaker, Priority.LLM_LIVE, queued.options)
+            run = self._new_run(
+                queued.text, speaker, Priority.LLM_LIVE, queued.options, heard=queued.heard
+            )
         else:
             queued.metrics.speculative = "hit"
         run.promote(queued.metrics)  # from here on its tools may run
@@ -728,12 +762,20 @@ class Session:
             self._priming = None
 
     def _new_run(
-        self, text: str, speaker: Persona, priority: Priority, options: ReplyOptions | None = None
+        self,
+        text: str,
+        speaker: Persona,
+        priority: Priority,
+        options: ReplyOptions | None = None,
+        heard: MediaPart | None = None,
     ) -> ReplyRun:
         self._stop_priming()
         options = options if options is not None else self.reply_options
         history = self.histories.setdefault(speaker.id, [])
         messages = self._prompt(text, speaker).messages
+        if heard is not None:  # the user's message is the audio, with the words if any
+            heard_message = ChatMessage("user", text, (heard,))
+            messages = [*messages[:-1], heard_message] if text else [*messages, heard_message]
         if options.instructions.strip():  # last: the cached prefix before it stays valid
             messages = [*messages, ChatMessage("system", options.instructions.strip())]
         messages, camera_route, camera_note = self._with_camera(messages, speaker.id)
@@ -750,6 +792,7 @@ class Session:
             conversation_id=self.id,
         )
         voice = self.voice if self.voice and speaker is self.persona else speaker.voice
+        capabilities = self.engines.llm_capabilities
         guard = (
             ReplyGuard(self._reply_context(speaker, history, text))
             if self.config.reply_guard
@@ -778,12 +821,17 @@ class Session:
                 self.engines.memory,
                 self.engines.memory_writer,
             ),
+            model_voice=capabilities.voice if capabilities.audio_out else "",
         )
         run.options = options
         run.history_version = self._history_edits
         if camera_route:
             run.metrics.routes["camera"] = camera_route
         run.camera_note = camera_note
+        if self._hears_audio:
+            run.metrics.routes["hearing"] = "audio" if heard is not None else "text"
+        if options.speak:
+            run.metrics.routes["speech"] = "model" if run.model_speaks else "tts"
         return run
 
     def _with_camera(
@@ -797,18 +845,13 @@ class Session:
         seen = self.camera.fresh() if self.camera is not None else None
         if seen is None:
             return messages, "", ""
-        # The user's words of this turn: the last message unless system notes follow it
-        # (the client's instructions); a reply to the conversation as it stands has none.
-        last = len(messages) - 1
-        while last >= 0 and messages[last].role == "system":
-            last -= 1
-        if last < 0 or messages[last].role != "user":
+        last = user_turn_index(messages)
+        if last is None:
             return messages, "", ""
-        messages = list(messages)
         if self.engines.llm_capabilities.vision:
             image = MediaPart("image", seen.jpeg, "image/jpeg")
-            messages[last] = replace(messages[last], parts=(*messages[last].parts, image))
-            return messages, "image", ""
+            return with_part(messages, image), "image", ""
+        messages = list(messages)
         recent = self.histories.get(speaker_id, [])[-CAMERA_NOTE_WINDOW:]
         if any(m.role == "system" and m.content == seen.description for m in recent):
             return messages, "description", ""  # the history says it, not long ago
@@ -885,9 +928,7 @@ class Session:
             self.room, speaker, metrics.transcript, metrics.reply, notes
         ).items():
             if camera_note and persona_id == speaker:  # where its prompt had it
-                self.histories.setdefault(persona_id, []).append(
-                    ChatMessage("system", camera_note)
-                )
+                self.histories.setdefault(persona_id, []).append(ChatMessage("system", camera_note))
             self.histories.setdefault(persona_id, []).extend(messages)
             if metrics.reply.strip() and messages:  # the reply is the last one it added
                 self._reply_messages[persona_id] = messages[-1]
@@ -1000,3 +1041,24 @@ class Session:
                 await forget(self.id)
             except Exception:  # freeing is best effort: the slot store evicts by budget anyway
                 log.exception("session %s: freeing KV slots failed", self.id)
+
+
+def user_turn_index(messages: list[ChatMessage]) -> int | None:
+    """Where the user's words of this turn are: the last message unless system notes
+    follow it (the client's instructions); a reply to the conversation as it stands
+    has none."""
+    last = len(messages) - 1
+    while last >= 0 and messages[last].role == "system":
+        last -= 1
+    return last if last >= 0 and messages[last].role == "user" else None
+
+
+def with_part(messages: list[ChatMessage], part: MediaPart) -> list[ChatMessage]:
+    """``messages`` with ``part`` (the camera's image, the user's audio) added to the
+    user's words of this turn; unchanged when there are none."""
+    last = user_turn_index(messages)
+    if last is None:
+        return messages
+    messages = list(messages)
+    messages[last] = replace(messages[last], parts=(*messages[last].parts, part))
+    return messages

@@ -375,3 +375,64 @@ def test_a_transcript_without_its_final_period_is_answered_after_the_middle_dela
 
 def ms_to_windows(ms: int) -> int:
     return ms // 32
+
+
+# -- the audio_turns route: the model hears the audio, nothing is decoded for the turn --
+
+
+def test_audio_turns_commit_the_audio_without_a_final_decode() -> None:
+    d = Driver(interim_stt=False, audio_turns=True)
+    d.windows(0.9, 30)
+    d.windows(0.0, 4)  # a pause: speculation on the audio so far, no decode
+    (spec,) = d.of(tm.StartSpeculation)
+    assert isinstance(spec, tm.StartSpeculation)
+    assert spec.audio is not None and spec.text == ""
+    d.windows(0.0, 40)
+    assert not d.of(tm.StartDecode)
+    (commit,) = d.of(tm.CommitTurn)
+    assert isinstance(commit, tm.CommitTurn)
+    assert commit.reply_id == spec.reply_id  # the speculation heard the same audio
+    assert commit.audio == spec.audio
+    start, end = commit.audio
+    preroll = tm.MachineConfig().preroll_ms * 16
+    assert start == -preroll  # speech started at sample 0 (the first window)
+    assert end >= 30 * W  # all of the speech, up to the pause
+    assert not d.of(tm.ShowTranscript)  # no words to show: none were decoded
+
+
+def test_audio_turns_show_the_last_interim_words() -> None:
+    d = Driver(audio_turns=True, interim_interval_ms=300)
+    d.windows(0.9, 15)
+    (interim,) = d.of(tm.StartDecode)
+    assert isinstance(interim, tm.StartDecode) and not interim.final
+    d.send(tm.DecodeLanded(interim.decode_id, "Ever tried"))
+    d.windows(0.9, 15)
+    d.windows(0.0, 60)
+    assert all(isinstance(a, tm.StartDecode) and not a.final for a in d.of(tm.StartDecode))
+    (commit,) = d.of(tm.CommitTurn)
+    assert isinstance(commit, tm.CommitTurn)
+    assert commit.text == "Ever tried" and commit.audio is not None
+    assert tm.ShowTranscript("Ever tried", True) in d.actions
+
+
+def test_audio_turns_resumed_speech_drops_the_speculation() -> None:
+    d = Driver(interim_stt=False, audio_turns=True, endpoint_max_ms=1500)
+    d.windows(0.9, 20)
+    d.windows(0.0, 4)
+    (first,) = d.of(tm.StartSpeculation)
+    d.windows(0.9, 20)  # the user goes on: that audio was not all of it
+    assert any(isinstance(a, tm.DropSpeculation) for a in d.actions)
+    d.windows(0.0, 60)
+    (commit,) = d.of(tm.CommitTurn)
+    assert isinstance(commit, tm.CommitTurn) and isinstance(first, tm.StartSpeculation)
+    assert commit.reply_id != first.reply_id
+    assert commit.audio is not None and commit.audio[1] > 40 * W
+
+
+def test_audio_turns_drop_a_wordless_burst_too_short_to_be_a_turn() -> None:
+    d = Driver(interim_stt=False, audio_turns=True)
+    d.windows(0.9, 5)  # 160 ms, under interrupt_min_ms
+    d.windows(0.0, 60)
+    assert not d.of(tm.CommitTurn)
+    (dropped,) = d.of(tm.DiscardUtterance)
+    assert isinstance(dropped, tm.DiscardUtterance) and dropped.reason == "no words"

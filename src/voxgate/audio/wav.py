@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import wave
 from pathlib import Path
 
 import numpy as np
 
-from voxgate.audio.pcm import FloatArray, resample
+from voxgate.audio.pcm import FloatArray, float_to_pcm16, resample
 
 
 def read_wav(path: str | Path, rate: int | None = None) -> tuple[FloatArray, int]:
@@ -36,3 +37,14 @@ def write_wav_bytes(path: str | Path, pcm16: bytes, rate: int) -> None:
         wav.setsampwidth(2)
         wav.setframerate(rate)
         wav.writeframes(pcm16)
+
+
+def wav_bytes(samples: FloatArray, rate: int) -> bytes:
+    """A mono PCM16 WAV file in memory (the audio_in route's ``input_audio`` part)."""
+    out = io.BytesIO()
+    with wave.open(out, "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(rate)
+        wav.writeframes(float_to_pcm16(samples))
+    return out.getvalue()

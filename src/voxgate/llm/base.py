@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -35,10 +35,20 @@ class LLMCapabilities:
     vision: bool = False  # image parts in: no camera description needed
     audio_in: bool = False  # the user's audio in: no final transcription needed
     audio_out: bool = False  # speech out: no synthesis needed
+    voice: str = "alloy"  # the model's own voice it speaks in (audio_out)
 
     def label(self) -> str:
         named = [n for n in ("vision", "audio_in", "audio_out") if getattr(self, n)]
         return ", ".join(named) or "text only"
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechWanted:
+    """Ask a model that speaks (``audio_out``) for its speech with the text: each chunk
+    goes to ``sink`` as it streams in, PCM16 mono at ``rate`` (what the engine got)."""
+
+    voice: str
+    sink: Callable[[bytes, int], None]  # (pcm16 bytes, sample rate)
 
 
 @dataclass(slots=True)
@@ -58,6 +68,9 @@ class LLMRequest:
     # Tool definitions for a server that takes them as the API's ``tools`` (the embedded
     # engine reads them in the system message instead).
     tools: tuple[dict[str, Any], ...] = ()
+    # The audio_out route: the model's own speech instead of synthesis. An engine whose
+    # model does not speak never gets one (the session routes by its capabilities).
+    speech: SpeechWanted | None = None
 
     @property
     def slot_key(self) -> str:

@@ -32,6 +32,8 @@ _MAX_ERROR_BODY = 300  # characters of an error response worth showing
 
 
 WARMUP = "__warmup__"  # the start-up request's persona id: it owns no slot
+# The API's "pcm16" audio: 16-bit mono at 24 kHz, in both directions.
+MODEL_SPEECH_RATE = 24000
 
 
 class OpenAICompatEngine:
@@ -96,6 +98,9 @@ class OpenAICompatEngine:
         slot = None if request.persona_id == WARMUP else self.slot_for(request.persona_id)
         if request.tools:
             body["tools"] = list(request.tools)
+        if request.speech is not None:  # the audio_out route: the model speaks
+            body["modalities"] = ["text", "audio"]
+            body["audio"] = {"voice": request.speech.voice, "format": "pcm16"}
         if slot is not None:  # llama.cpp's llama-server: this persona's own slot
             body["id_slot"] = slot
             body["cache_prompt"] = True
@@ -106,9 +111,10 @@ class OpenAICompatEngine:
         """What the server says its model takes (llama.cpp's ``/props`` ``modalities``),
         added to what was declared; a server that says nothing leaves the declaration."""
         try:
-            async with aiohttp.ClientSession(timeout=self._timeout) as http, http.get(
-                f"{self.base_url}/props", headers=self._headers
-            ) as resp:
+            async with (
+                aiohttp.ClientSession(timeout=self._timeout) as http,
+                http.get(f"{self.base_url}/props", headers=self._headers) as resp,
+            ):
                 props = await resp.json(content_type=None) if resp.status == 200 else {}
         except (aiohttp.ClientError, TimeoutError, ValueError):
             props = {}
@@ -119,6 +125,7 @@ class OpenAICompatEngine:
                 vision=declared.vision or modalities.get("vision") is True,
                 audio_in=declared.audio_in or modalities.get("audio") is True,
                 audio_out=declared.audio_out,
+                voice=declared.voice,
             )
         return self.capabilities
 
@@ -168,6 +175,10 @@ class OpenAICompatEngine:
                     ends = apply_stream_chunk(chunk, usage)
                     finished = finished or ends
                     calls.add(chunk)
+                    if request.speech is not None and (pcm := _delta_audio(chunk, self.url)):
+                        if not first_at:
+                            first_at = time.perf_counter()
+                        request.speech.sink(pcm, MODEL_SPEECH_RATE)
                     delta = _delta_text(chunk)
                     if delta:
                         if not first_at:
@@ -233,7 +244,9 @@ def _message(message: ChatMessage) -> dict[str, Any]:
     """A message in the API's form: plain text, or content parts when it carries media."""
     if not message.parts:
         return {"role": message.role, "content": message.content}
-    content: list[dict[str, Any]] = [{"type": "text", "text": message.content}]
+    content: list[dict[str, Any]] = []
+    if message.content:  # heard, not transcribed: the audio alone says it
+        content.append({"type": "text", "text": message.content})
     content += [_part(part) for part in message.parts]
     return {"role": message.role, "content": content}
 
@@ -287,13 +300,34 @@ class StreamedToolCalls:
         return "".join(out)
 
 
-def _delta_text(chunk: Mapping[str, Any]) -> str:
+def _delta(chunk: Mapping[str, Any]) -> Mapping[str, Any]:
     choices = chunk.get("choices") or []
-    if not choices:
-        return ""
-    delta = choices[0].get("delta") or {}
+    delta = (choices[0].get("delta") or {}) if choices else {}
+    return delta if isinstance(delta, Mapping) else {}
+
+
+def _delta_text(chunk: Mapping[str, Any]) -> str:
+    """The reply's words: the text, or what the model says (its speech's transcript)."""
+    delta = _delta(chunk)
     content = delta.get("content")
-    return content if isinstance(content, str) else ""
+    if isinstance(content, str) and content:
+        return content
+    audio = delta.get("audio")
+    transcript = audio.get("transcript") if isinstance(audio, Mapping) else None
+    return transcript if isinstance(transcript, str) else ""
+
+
+def _delta_audio(chunk: Mapping[str, Any], url: str) -> bytes:
+    """The model's speech in this chunk (PCM16), if any."""
+    audio = _delta(chunk).get("audio")
+    data = audio.get("data") if isinstance(audio, Mapping) else None
+    if not isinstance(data, str) or not data:
+        return b""
+    try:
+        pcm = base64.b64decode(data, validate=True)
+    except ValueError as exc:
+        raise LLMError(f"LLM server {url} sent speech that is not base64: {exc}") from exc
+    return pcm[: len(pcm) // 2 * 2]  # whole samples only
 
 
 def apply_stream_chunk(chunk: Mapping[str, Any], usage: LLMUsage) -> bool:

@@ -74,6 +74,7 @@ class TurnMetrics:
     speculative: str = "none"  # "none" | "hit" | "miss"
     wasted_llm_calls: int = 0
     stt_calls: int = 0
+    stt_final_calls: int = 0  # of those, decodes on the turn's path (not interim captions)
     tts_calls: int = 0  # syntheses of this turn's reply (holding lines made ahead excluded)
     # Which path each sense took: camera -> "image" (a model that sees got the frame),
     # "description" (the offline bridge) or absent (no camera).
@@ -159,6 +160,7 @@ class TurnMetrics:
             "speculative": self.speculative,
             "wasted_llm_calls": self.wasted_llm_calls,
             "stt_calls": self.stt_calls,
+            "stt_final_calls": self.stt_final_calls,
             "tts_calls": self.tts_calls,
             "routes": dict(self.routes),
             "stt_source": self.stt_source,

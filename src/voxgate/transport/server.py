@@ -24,6 +24,7 @@ from aiohttp.typedefs import Handler
 
 from voxgate.config import SessionConfig, sequential_config
 from voxgate.engines import Engines, load_default_engines
+from voxgate.llm.base import LLMCapabilities
 from voxgate.native_memory import MemoryRelease
 from voxgate.protocol.frames import MAX_FRAME_BYTES
 from voxgate.realtime.adapter import RealtimeConnection
@@ -531,7 +532,12 @@ async def serve(args: argparse.Namespace) -> None:
         llm_model=args.llm_model,
         llm_api_key=args.llm_api_key or os.environ.get("VOXGATE_LLM_API_KEY") or None,
         llm_slots=args.llm_slots,
-        llm_vision=args.llm_vision,
+        llm_capabilities=LLMCapabilities(
+            vision=args.llm_vision,
+            audio_in=args.llm_audio_in,
+            audio_out=args.llm_audio_out,
+            voice=args.llm_voice,
+        ),
         trace_path=trace,
         model=args.model,
     )

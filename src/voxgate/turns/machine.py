@@ -178,6 +178,8 @@ class StartSpeculation:
     reply_id: int
     utterance: int
     text: str
+    # Input audio [start, end) the reply hears, on the audio_turns route (else None).
+    audio: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +198,7 @@ class CommitTurn:
     reply_id: int | None
     speech_end: int
     committed_at: int
+    audio: tuple[int, int] | None = None  # as StartSpeculation's
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,6 +269,9 @@ class MachineConfig:
     preroll_ms: int = 300  # audio kept before speech start for the decode
     hold_on_speech: bool = True  # hold a reply's audio while the user speaks over it
     vad_threshold: float = 0.5  # VAD probability at which speech starts
+    # The model hears the user's audio (LLMCapabilities.audio_in): a turn commits on
+    # the audio, with no final decode; the words shown are the last interim decode's.
+    audio_turns: bool = False
 
 
 def normalize(text: str) -> str:
@@ -294,6 +300,7 @@ class _Held:
     committed_at: int
     speech_ms: float
     over_reply: bool
+    audio_start: int  # where its audio (pre-roll included) starts
 
 
 @dataclass(slots=True)
@@ -439,7 +446,8 @@ class TurnMachine:
         decode it now, so that if this silence becomes the pause, its transcript is
         (nearly) there. A periodic interim still running does not stop it."""
         speech_end = self.endpointer.speech_end
-        if not self.config.interim_stt or not self.config.overlap or w.end <= speech_end:
+        c = self.config
+        if not c.interim_stt or not c.overlap or c.audio_turns or w.end <= speech_end:
             return False
         return not any(
             d is not None and d.end > speech_end for d in (utt.partial, utt.tail, utt.interim)
@@ -499,7 +507,10 @@ class TurnMachine:
             utt.score_id = self._next_id()
             start = utt.speech_start - self._samples(self.config.preroll_ms)
             actions.append(ScoreTurn(utt.score_id, utt.utterance, start, event.sample))
-        utt.decode = self._pause_decode(utt, event, actions)
+        if self.config.audio_turns:
+            utt.decode = self._heard_decode(utt, event.speech_end, event.sample)
+        else:
+            utt.decode = self._pause_decode(utt, event, actions)
         if utt.decode.text is not None:
             self._early_transcript(utt, utt.decode, actions)
 
@@ -535,8 +546,22 @@ class TurnMachine:
         return decode
 
     def _decode_action(self, decode: _Decode, utt: _Utterance, end: int) -> StartDecode:
-        start = utt.speech_start - self._samples(self.config.preroll_ms)
-        return StartDecode(decode.decode_id, utt.utterance, start, end, final=True)
+        return StartDecode(decode.decode_id, utt.utterance, self._audio_start(utt), end, final=True)
+
+    def _audio_start(self, utt: _Utterance) -> int:
+        return utt.speech_start - self._samples(self.config.preroll_ms)
+
+    def _heard_decode(self, utt: _Utterance, speech_end: int, end: int) -> _Decode:
+        """The audio_turns route: the model hears ``[start, end)`` itself, so nothing is
+        decoded; the words to show are the last interim's ("" when none landed). An
+        interim still running goes on and may bring newer words by the commit."""
+        words = utt.partial.text if utt.partial is not None else None
+        return _Decode(self._next_id(), utt.utterance, speech_end, end, words or "", source="audio")
+
+    def _spec_key(self, text: str, speech_end: int | None) -> str:
+        """What a speculative reply answers: the words, or on the audio_turns route the
+        audio up to that pause (a resumed utterance drops it anyway)."""
+        return f"@{speech_end}" if self.config.audio_turns else normalize(text)
 
     def _resume(self, actions: list[Action]) -> None:
         """The user went on speaking: the decode and speculation of that pause are void."""
@@ -564,7 +589,12 @@ class TurnMachine:
             return
         self._cancel_interim(utt, actions)
         decode = utt.decode
-        if decode is None or decode.speech_end != event.speech_end:
+        if self.config.audio_turns:
+            if decode is None or decode.speech_end != event.speech_end:
+                decode = self._heard_decode(utt, event.speech_end, event.sample)
+            elif utt.partial is not None and utt.partial.text:
+                decode.text = utt.partial.text  # an interim that landed during the wait
+        elif decode is None or decode.speech_end != event.speech_end:
             # Sequential mode, or a forced end while speaking: decode now.
             decode = _Decode(self._next_id(), utt.utterance, event.speech_end, event.sample)
             actions.append(self._decode_action(decode, utt, event.sample))
@@ -572,7 +602,15 @@ class TurnMachine:
         if speech_ms < self.config.interrupt_min_ms:
             self._release(actions)  # ended (e.g. the stream closed) before it could interrupt
         self._held.append(
-            _Held(utt.utterance, decode, event.speech_end, event.sample, speech_ms, utt.over_reply)
+            _Held(
+                utt.utterance,
+                decode,
+                event.speech_end,
+                event.sample,
+                speech_ms,
+                utt.over_reply,
+                self._audio_start(utt),
+            )
         )
         self._release_held(actions)
 
@@ -633,19 +671,27 @@ class TurnMachine:
         if decode.source == "partial":
             actions.append(TranscriptReady(utt.utterance, decode.source))
         text = decode.text or ""
-        verdict = transcript_verdict(text)
+        heard = decode.source == "audio"
+        if heard and (utt.partial is None or utt.partial.end <= decode.speech_end):
+            # Words that stop before the pause say nothing of how it ends: the audio's
+            # own score (if any) and the middle wait decide.
+            verdict = Verdict.MAYBE
+        else:
+            verdict = transcript_verdict(text)
         self.endpointer.set_transcript_verdict(verdict)
-        if text:
-            actions.append(ShowTranscript(text, False, utt.utterance))
+        if text or heard:
+            if text:
+                actions.append(ShowTranscript(text, False, utt.utterance))
             # An unfinished-looking thought will most likely go on: speculating on it
             # would mostly burn CPU that the resumed utterance's decode needs.
             if self.config.speculate and verdict is not Verdict.INCOMPLETE:
-                key = normalize(text)
+                key = self._spec_key(text, decode.speech_end)
                 if self._spec is None or self._spec[2] != key:
                     self._drop_speculation(actions, charge=utt.utterance)
                     reply_id = self._next_id()
                     self._spec = (reply_id, utt.utterance, key)
-                    actions.append(StartSpeculation(reply_id, utt.utterance, text))
+                    audio = (self._audio_start(utt), decode.end) if heard else None
+                    actions.append(StartSpeculation(reply_id, utt.utterance, text, audio))
         self._endpoint(self.endpointer.poll(self.now), actions)
 
     def _release_held(self, actions: list[Action]) -> None:
@@ -653,14 +699,22 @@ class TurnMachine:
         while self._held and self._held[0].decode.text is not None:
             held = self._held.popleft()
             text = held.decode.text or ""
-            cough = held.over_reply and held.speech_ms < self.config.interrupt_min_ms
-            if held.decode.error is not None or not text or cough:
+            short = held.speech_ms < self.config.interrupt_min_ms
+            cough = held.over_reply and short
+            # Heard by the model itself, no words shown is no reason to drop it; only a
+            # burst too short to be a turn (it has no words to tell otherwise) is.
+            wordless = not text and (not self.config.audio_turns or short)
+            if held.decode.error is not None or wordless or cough:
                 self._drop_speculation_of(held.utterance, actions)
                 reason = "failed" if held.decode.error else "cough" if cough else "no words"
                 actions.append(DiscardUtterance(held.utterance, reason, held.decode.error))
                 continue
-            actions.append(ShowTranscript(text, True, held.utterance))
-            self._commit(text, held.utterance, held.speech_end, held.committed_at, None, actions)
+            if text:
+                actions.append(ShowTranscript(text, True, held.utterance))
+            audio = (held.audio_start, held.decode.end) if self.config.audio_turns else None
+            self._commit(
+                text, held.utterance, held.speech_end, held.committed_at, None, actions, audio
+            )
 
     def _commit(
         self,
@@ -670,6 +724,7 @@ class TurnMachine:
         committed_at: int,
         typed_at: int | None,
         actions: list[Action],
+        audio: tuple[int, int] | None = None,
     ) -> None:
         self._holding = None
         # A new turn ends the reply still playing. Without audio coming in (a typed turn
@@ -682,11 +737,11 @@ class TurnMachine:
             actions.append(Interrupt(reply.turn))
         reply_id = None
         if self._spec is not None and utterance is not None and self._spec[1] == utterance:
-            if self._spec[2] == normalize(text):
+            if self._spec[2] == self._spec_key(text, speech_end):
                 reply_id, self._spec = self._spec[0], None
             else:
                 self._drop_speculation(actions, charge=utterance)
         self.turns += 1
         self._reply = _Reply(self.turns)
         end = speech_end if speech_end is not None else (typed_at or committed_at)
-        actions.append(CommitTurn(self.turns, text, utterance, reply_id, end, committed_at))
+        actions.append(CommitTurn(self.turns, text, utterance, reply_id, end, committed_at, audio))
