@@ -47,8 +47,12 @@ class FakeSTT:
         return None
 
 
+SPEECH_RATE = 24000  # a speaking model's PCM16, as the OpenAI API streams it
+
+
 class FakeLLM:
-    """Streams a fixed reply word by word; counts requests and cancellations."""
+    """Streams a fixed reply word by word; counts requests and cancellations. Asked for
+    speech (the audio_out route), it speaks each word too."""
 
     name = "fake-llm"
 
@@ -86,6 +90,8 @@ class FakeLLM:
             for i, word in enumerate(words):
                 await asyncio.sleep(self.token_delay_s)
                 usage.generated_tokens += 1
+                if request.speech is not None:  # asked to speak: 100 ms of silence a word
+                    request.speech.sink(bytes(2 * SPEECH_RATE // 10), SPEECH_RATE)
                 yield word if i == 0 else " " + word
             finished = True
         finally:

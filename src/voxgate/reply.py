@@ -119,6 +119,9 @@ class ReplyRun:
         self.llm, self.tts, self.request, self.voice, self.clock = llm, tts, request, voice, clock
         self.model_speaks = request.speech is not None
         self._model_audio: list[Int16Array] = []  # the model's speech not yet in a piece
+        # Our words, not the model's, from here on (a tool's apology): synthesized even
+        # when the model speaks.
+        self._own_words = False
         self._model_rate = self.tts.sample_rate
         self.answering = answering  # the transcript this run answers
         self.history_len = history_len  # the speaker's history length its prompt was built on
@@ -251,6 +254,7 @@ class ReplyRun:
         assert self.guard is not None
         ack = self.guard.neutral_ack()
         self._pending = [(ack, ack)]
+        self._model_audio = []  # the failed attempt's speech
         self._release(synthesize=True)  # on the model-speech route too: it said otherwise
 
     async def _attempt(self, request: LLMRequest, attempt: int) -> list[Violation]:
@@ -259,6 +263,7 @@ class ReplyRun:
         self._chunker = self._new_chunker()
         self._pending, self._unshown, self._attempt_no = [], "", attempt
         self._model_audio = []  # a failed attempt's speech is never played
+        self._own_words = False
         self._first_token_ms = None
         usage = LLMUsage()  # this attempt's; added to the reply's total when it ends
         stream = (
@@ -299,6 +304,7 @@ class ReplyRun:
         the next; the markup itself is never given out to be spoken."""
         found, apology = await self._called_by_intent(request)
         if apology:  # the user asked for it and it failed: say so, claim nothing
+            self._own_words = True
             yield apology
             return
         messages = list(request.messages) + found
@@ -340,6 +346,7 @@ class ReplyRun:
                 self._calls_made += 1
                 result, apology = await self._run_tool(call)
             if apology:
+                self._own_words = True
                 yield f" {apology}" if spoken and not spoken[-1].isspace() else apology
                 return
             messages += [
@@ -522,8 +529,10 @@ class ReplyRun:
     def _release(self, synthesize: bool = False) -> None:
         """Pending clauses passed: on to synthesis (or with the model's speech), and into
         the reply. ``synthesize``: our own words, not the model's, even when it speaks."""
-        if synthesize:
-            self._model_audio = []
+        synthesize = synthesize or self._own_words
+        if synthesize and self.model_speaks and self._model_audio:
+            # The model's speech before our own words goes out first, as it is.
+            self._queue(_Clause("", "", self._take_model_audio()))
         if not self._released and self._pending and self._first_token_ms is not None:
             # The first token of the reply that is spoken: a rejected attempt's does not count.
             self.metrics.stamp("llm_first_token", self._first_token_ms)

@@ -16,6 +16,7 @@ from tests.fakes import FakeLLM, FakeSTT, FakeTTS, fake_engines
 from tests.session_harness import Harness
 from voxgate.config import SessionConfig
 from voxgate.engines import Engines
+from voxgate.llm.base import LLMCapabilities
 
 CALLS: list[tuple[str, float]] = []  # (tool, monotonic time it ran)
 
@@ -159,6 +160,24 @@ def test_a_failing_tool_gets_an_apology_and_the_session_goes_on() -> None:
     h = run_turn(engines, "Weather in Lima?", "Hi.", timeout_s=5.0)
     assert spoken(h) == "Sorry, I couldn't do that.Hello again."
     assert [e["outcome"] for e in h.events("tool")] == ["started", "failed"]
+
+
+def test_on_a_model_that_speaks_the_apology_is_synthesized() -> None:
+    """The model's words are its own speech; the apology is ours, so TTS says it."""
+    script = [f"Let me look. {call('broken_lookup', city='Lima')}"]
+    engines = engines_with("broken_lookup", script)
+    engines.llm.capabilities = LLMCapabilities(audio_out=True)  # type: ignore[attr-defined]
+    tts = engines.tts
+    assert isinstance(tts, FakeTTS)
+    h = run_turn(engines, "Weather in Lima?", timeout_s=5.0)
+    assert spoken(h) == "Let me look. Sorry, I couldn't do that."
+    assert tts.texts == ["Sorry, I couldn't do that."]
+    (metrics,) = h.events("metrics")
+    assert metrics["routes"]["speech"] == "model" and metrics["tts_calls"] == 1
+    # All the model said (the fake says each streamed word in 100 ms), then the apology
+    # (the fake TTS: 5 ms a character).
+    model_ms = 100 * len(script[0].split(" "))
+    assert h.audio_ms() == pytest.approx(model_ms + 5 * len("Sorry, I couldn't do that."), abs=2)
 
 
 def test_calls_per_reply_are_capped() -> None:
