@@ -23,12 +23,11 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
-import numpy as np
-
 from voxgate.aio import cancel_and_wait
-from voxgate.audio.pcm import Int16Array, resample
+from voxgate.audio.pcm import Int16Array
 from voxgate.llm.base import ChatMessage, LLMEngine, LLMRequest, LLMUsage, SpeechWanted
 from voxgate.metrics.turn import SessionClock, TurnMetrics
+from voxgate.model_speech import ModelSpeech
 from voxgate.personas.persona import VoiceSpec
 from voxgate.quality.checks import Violation
 from voxgate.quality.guard import ReplyGuard
@@ -69,6 +68,7 @@ class _Clause(NamedTuple):
     delta: str
     audio: Int16Array | None = None  # made ahead (the holding line), else synthesized
     holding: bool = False
+    voiced_later: bool = False  # the model's speech of it goes with a later piece
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,11 +118,11 @@ class ReplyRun:
             request = replace(request, speech=SpeechWanted(model_voice, self._model_said))
         self.llm, self.tts, self.request, self.voice, self.clock = llm, tts, request, voice, clock
         self.model_speaks = request.speech is not None
-        self._model_audio: list[Int16Array] = []  # the model's speech not yet in a piece
+        self._speech = ModelSpeech(tts.sample_rate)
+        self._unvoiced: list[str] = []  # words released before any of their speech came
         # Our words, not the model's, from here on (a tool's apology): synthesized even
         # when the model speaks.
         self._own_words = False
-        self._model_rate = self.tts.sample_rate
         self.answering = answering  # the transcript this run answers
         self.history_len = history_len  # the speaker's history length its prompt was built on
         self.metrics = TurnMetrics(0, request.persona_id, mode)  # its own until promoted
@@ -254,7 +254,7 @@ class ReplyRun:
         assert self.guard is not None
         ack = self.guard.neutral_ack()
         self._pending = [(ack, ack)]
-        self._model_audio = []  # the failed attempt's speech
+        self._speech.reset()  # the failed attempt's speech
         self._release(synthesize=True)  # on the model-speech route too: it said otherwise
 
     async def _attempt(self, request: LLMRequest, attempt: int) -> list[Violation]:
@@ -262,8 +262,8 @@ class ReplyRun:
         released (regenerate); a failure after that truncates the reply instead."""
         self._chunker = self._new_chunker()
         self._pending, self._unshown, self._attempt_no = [], "", attempt
-        self._model_audio = []  # a failed attempt's speech is never played
-        self._own_words = False
+        self._speech.reset()  # a failed attempt's speech is never played
+        self._unvoiced, self._own_words = [], False
         self._first_token_ms = None
         usage = LLMUsage()  # this attempt's; added to the reply's total when it ends
         stream = (
@@ -276,6 +276,7 @@ class ReplyRun:
                     if self._first_token_ms is None:
                         self._first_token_ms = self.clock.now_ms()
                     self._unshown += delta
+                    self._speech.said_chars += len(delta)
                     for chunk in self._take_chunks(self._chunker.feed(delta)):
                         self._pending.append(chunk)
                         if self._holding_opening():
@@ -412,6 +413,8 @@ class ReplyRun:
                 done, _ = await asyncio.wait({task}, timeout=HOLDING_AFTER_S)
                 if not done and self.speak and await self._still_running_when_live(task):
                     line = self._holding_line  # a slow tool: say so while it runs
+                    if not self._pending:  # words not yet passed keep their speech back
+                        self._flush_model_speech()  # the model's words before the call
                     self._queue(_Clause(line, f"{line} ", self._holding_audio, holding=True))
                 result = await task
                 outcome, apology = "ok", ""
@@ -529,45 +532,51 @@ class ReplyRun:
     def _release(self, synthesize: bool = False) -> None:
         """Pending clauses passed: on to synthesis (or with the model's speech), and into
         the reply. ``synthesize``: our own words, not the model's, even when it speaks."""
-        synthesize = synthesize or self._own_words
-        if synthesize and self.model_speaks and self._model_audio:
-            # The model's speech before our own words goes out first, as it is.
-            self._queue(_Clause("", "", self._take_model_audio()))
+        synthesize = synthesize or self._own_words or not self.model_speaks
+        if synthesize:
+            self._flush_model_speech()  # the model's speech before our words goes first
         if not self._released and self._pending and self._first_token_ms is not None:
             # The first token of the reply that is spoken: a rejected attempt's does not count.
             self.metrics.stamp("llm_first_token", self._first_token_ms)
         for text, delta in self._pending:
             self._released.append(text)
-            audio = None if synthesize else self._take_model_audio()
-            self._queue(_Clause(text, delta, audio))
+            self._speech.released_chars += len(delta)
+            if synthesize:
+                self._queue(_Clause(text, delta))
+            elif self._speech.buffered:
+                self._queue(_Clause(self._voiced(text), delta, self._model_audio()))
+            else:  # its speech has not come yet: shown now, said with the next piece
+                self._unvoiced.append(text)
+                self._queue(_Clause("", delta, voiced_later=True))
         self._pending = []
 
     def _model_said(self, pcm: bytes, rate: int) -> None:
-        """A chunk of the model's speech (the audio_out route): it goes out with the next
-        clause that passes the guard, never ahead of its text."""
-        if not self._model_audio:
-            self.metrics.stamp("first_model_audio", self.clock.now_ms())
-        self._model_rate = rate
-        self._model_audio.append(np.frombuffer(pcm, dtype="<i2").astype(np.int16))
+        """A chunk of the model's speech (the audio_out route), kept until words pass."""
+        self._speech.add(pcm, rate)
 
-    def _take_model_audio(self) -> Int16Array | None:
-        """The model's speech so far, in the voice's rate (None on the synthesis route:
-        the clause is synthesized). Speech that streams in after its clause goes with
-        the next one; resampled per piece, not per chunk, so chunk edges make no clicks."""
-        if not self.model_speaks:
-            return None
-        taken, self._model_audio = self._model_audio, []
-        if not taken:
-            return np.zeros(0, dtype=np.int16)
-        samples = np.concatenate(taken).astype(np.float32) / 32768.0
-        samples = resample(samples, self._model_rate, self.tts.sample_rate)
-        out: Int16Array = np.clip(samples * 32768.0, -32768, 32767).astype(np.int16)
-        return out
+    def _model_audio(self) -> Int16Array:
+        audio = self._speech.take()
+        if len(audio):
+            self.metrics.stamp("first_model_audio", self.clock.now_ms())
+        return audio
+
+    def _voiced(self, text: str = "") -> str:
+        """The words a piece of the model's speech says: those released before it came."""
+        words = " ".join([*self._unvoiced, text]).strip()
+        self._unvoiced = []
+        return words
+
+    def _flush_model_speech(self) -> None:
+        """The model's speech buffered so far goes out now, with the words it says."""
+        if self.model_speaks and self._speech.buffered:
+            self._queue(_Clause(self._voiced(), "", self._model_audio()))
 
     def _queue_model_tail(self) -> None:
-        """Speech the model sent after the last words passed: the end of the reply."""
-        if self.model_speaks and self._released and self._model_audio:
-            self._queue(_Clause("", "", self._take_model_audio()))
+        """The end of the reply: the rest of the speech of the words that passed (a cut
+        reply's speech of words that did not is dropped here)."""
+        if self.model_speaks and self._released:
+            self._speech.keep_released_share()
+            self._flush_model_speech()
 
     def _queue(self, clause: _Clause) -> None:
         self._clauses_queued += 1
@@ -577,8 +586,8 @@ class ReplyRun:
         tts_failed: str | None = None
         try:
             while (clause := await self._clauses.get()) is not None:
-                text, delta, audio, holding = clause
-                if not self.speak:
+                text, delta, audio, holding, voiced_later = clause
+                if not self.speak or voiced_later:
                     audio = None
                 elif audio is not None:
                     pass  # made ahead (the holding line), or the model's own speech

@@ -87,6 +87,9 @@ GUARD_REPLY_WINDOW = 64
 MAX_CONTEXT_CHARS = 500_000
 
 
+HEARD_NOT_TRANSCRIBED = "(said aloud; not transcribed)"
+
+
 @dataclass(slots=True)
 class SessionSetup:
     """What a client chose at the start: who talks, in which room, for which user."""
@@ -298,9 +301,10 @@ class Session:
             )
         self.respond(" ".join(text.split()))
 
-    def push_image(self, data: bytes) -> None:
+    def push_image(self, data: bytes, still: bool = False) -> None:
         """A camera frame (JPEG or PNG): the newest is described in background time and
-        the next turns' prompts carry what it shows."""
+        the next turns' prompts carry what it shows. ``still``: a picture sent once (a
+        Realtime item), not a stream: it stays what the camera shows until the next."""
         if self.camera is None:
             self.camera = CameraView(
                 self.engines.gate,
@@ -309,6 +313,7 @@ class Session:
                 read_text=not self.engines.llm_capabilities.vision,  # it reads the frame itself
                 idle=self._no_live_turn,
             )
+        self.camera.stills = self.camera.stills or still
         self.camera.submit(data)
 
     async def camera_settled(self, timeout_s: float) -> bool:
@@ -846,12 +851,14 @@ class Session:
         if seen is None:
             return messages, "", ""
         last = user_turn_index(messages)
-        if last is None:
-            return messages, "", ""
         if self.engines.llm_capabilities.vision:
             image = MediaPart("image", seen.jpeg, "image/jpeg")
+            if last is None:  # a reply to the conversation as it stands: the picture
+                return [*messages, ChatMessage("user", "", (image,))], "image", ""
             return with_part(messages, image), "image", ""
         messages = list(messages)
+        if last is None:  # no words of this turn: the description goes last
+            last = len(messages)
         recent = self.histories.get(speaker_id, [])[-CAMERA_NOTE_WINDOW:]
         if any(m.role == "system" and m.content == seen.description for m in recent):
             return messages, "description", ""  # the history says it, not long ago
@@ -924,8 +931,13 @@ class Session:
     ) -> None:
         """The turn into every persona's history, the memory store and the trace."""
         self._reply_messages = {}
+        asked = metrics.transcript
+        if not asked and metrics.routes.get("hearing") == "audio":
+            # The model heard words no decode wrote down: the history still needs the
+            # user's turn (templates that want turns to alternate refuse two replies).
+            asked = HEARD_NOT_TRANSCRIBED
         for persona_id, messages in exchange_messages(
-            self.room, speaker, metrics.transcript, metrics.reply, notes
+            self.room, speaker, asked, metrics.reply, notes
         ).items():
             if camera_note and persona_id == speaker:  # where its prompt had it
                 self.histories.setdefault(persona_id, []).append(ChatMessage("system", camera_note))
@@ -937,7 +949,7 @@ class Session:
             self._turn_ref = self.engines.memory_writer.record_turn(
                 self.id,
                 speaker,
-                metrics.transcript,
+                asked,
                 metrics.reply,
                 user=self.user,
                 interrupted=metrics.interrupted,

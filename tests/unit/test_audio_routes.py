@@ -18,10 +18,11 @@ from tests.served_app import serving
 from tests.session_harness import EVER_TRIED, Harness
 from voxgate.bench.fake_model_server import SPEECH_RATE, FakeModelServer
 from voxgate.config import SessionConfig
-from voxgate.llm.base import LLMCapabilities
+from voxgate.llm.base import ChatMessage, LLMCapabilities, LLMRequest, LLMUsage, SpeechWanted
 from voxgate.llm.openai_compat import OpenAICompatEngine
 from voxgate.protocol.frames import FrameType
 from voxgate.scheduler import Priority
+from voxgate.session import HEARD_NOT_TRANSCRIBED
 
 WORDS = "Ever tried."
 
@@ -88,8 +89,15 @@ def test_a_model_that_hears_gets_the_utterance_and_no_transcription_runs() -> No
     assert turn.stt.calls == []
     assert turn.metrics["stt_calls"] == turn.metrics["stt_final_calls"] == 0
     assert turn.metrics["routes"] == {"hearing": "audio", "speech": "tts"}
-    assert turn.h.transcripts(final=True) == []  # nothing claims to be what was said
+    # The turn's end is told (a client records the user's turn), with no words claimed.
+    assert turn.h.transcripts(final=True) == [""]
     assert turn.tts.texts == ["Blue."]  # the reply still goes through the TTS bridge
+    # The history keeps the user's turn, though no words were written down.
+    history = turn.h.session.history
+    assert [(m.role, m.content) for m in history] == [
+        ("user", HEARD_NOT_TRANSCRIBED),
+        ("assistant", "Blue."),
+    ]
 
 
 def test_with_interim_captions_only_interim_decodes_run() -> None:
@@ -99,10 +107,11 @@ def test_with_interim_captions_only_interim_decodes_run() -> None:
     assert turn.stt.calls, "the interim captions ran"
     assert all(priority is not Priority.STT_FINAL for _, priority in turn.stt.calls)
     assert turn.metrics["stt_final_calls"] == 0
-    kinds = [part["type"] for part in turn.user_content]
-    assert kinds[-1] == "input_audio"
-    if kinds[0] == "text":  # an interim landed before the commit: its words go along
-        assert turn.user_content[0]["text"] == WORDS
+    # The fake STT answers at once, so an interim covered the speech before the commit:
+    # its words go along with the audio, and are the turn's transcript.
+    text, audio = turn.user_content
+    assert text == {"type": "text", "text": WORDS} and audio["type"] == "input_audio"
+    assert turn.h.transcripts(final=True) == [WORDS]
 
 
 def test_a_model_that_speaks_is_asked_for_audio_and_nothing_is_synthesized() -> None:
@@ -152,3 +161,21 @@ def test_speech_of_a_reply_the_guard_fails_is_never_played() -> None:
     assert sent == len(fallback) * 40 * 16  # the fake TTS's audio only: 40 ms a character
     assert turn.metrics["tts_calls"] == 1
     assert [g["action"] for g in turn.metrics["guard"]][-1] == "fallback"
+
+
+def test_the_engine_hands_on_the_speech_whole_even_when_chunks_split_samples() -> None:
+    fake = FakeModelServer(modalities=None)
+    heard: list[tuple[bytes, int]] = []
+
+    async def scenario() -> str:
+        async with serving(fake.app) as url:
+            llm = OpenAICompatEngine(url)
+            wanted = SpeechWanted("verse", lambda pcm, rate: heard.append((pcm, rate)))
+            request = LLMRequest("ada", [ChatMessage("user", "Hi")], speech=wanted)
+            text = "".join([delta async for delta in llm.stream(request, LLMUsage())])
+            await llm.close()
+            return text
+
+    assert asyncio.run(scenario()) == "Blue."  # the speech's transcript is the text
+    assert all(len(pcm) % 2 == 0 and rate == SPEECH_RATE for pcm, rate in heard)
+    assert b"".join(pcm for pcm, _ in heard) == fake.speech

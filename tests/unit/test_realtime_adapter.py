@@ -600,3 +600,26 @@ def test_a_picture_on_its_own_is_an_item_and_words_come_later() -> None:
     # reply (and into the history with the turn).
     assert [m.content for m in conn.session.history if m.role == "user"] == ["And now?"]
     assert "mostly red" in llm.requests[0].messages[-2].content
+
+
+def test_a_response_to_a_picture_alone_knows_what_it_shows() -> None:
+    """No words with it, none after: the reply to the conversation as it stands still
+    gets the picture's description (last), and a picture sent once does not go stale."""
+    llm = FakeLLM(reply="A green view.")
+    engines = fake_engines(FakeSTT(lambda s: ""), llm)
+
+    async def scenario() -> Wire:
+        conn, wire = await opened(engines)
+        await send(conn, type="conversation.item.create", item=user_text("Hello."))
+        await send(conn, type="response.create")
+        await wire.wait_for("response.done")
+        await send(conn, **image_item(jpeg_url((30, 160, 40))))
+        await send(conn, type="response.create")
+        await wire.wait_for("response.done", count=2)
+        await conn.close()
+        return wire
+
+    run(scenario)
+    second = llm.requests[1].messages
+    assert second[-1].role == "system" and "mostly green" in second[-1].content
+    assert second[-2].role == "assistant"  # the first reply: no new words in between

@@ -32,17 +32,27 @@ CONTEXT = ReplyContext(
 )
 
 
-async def run_reply(llm: FakeLLM, guard: ReplyGuard | None) -> tuple[ReplyRun, list[str]]:
+async def run_reply(
+    llm: FakeLLM, guard: ReplyGuard | None, model_voice: str = ""
+) -> tuple[ReplyRun, list[str]]:
+    run, pieces = await reply_pieces(llm, guard, model_voice)
+    return run, [piece.text for piece in pieces]
+
+
+async def reply_pieces(
+    llm: FakeLLM, guard: ReplyGuard | None, model_voice: str = ""
+) -> tuple[ReplyRun, list[Piece]]:
+    """``model_voice``: the model speaks (the fake says each word in 100 ms)."""
     request = LLMRequest("ada", [ChatMessage("user", USER)], seed=7, temperature=0.6)
     run = ReplyRun(llm=llm, tts=FakeTTS(ms_per_char=1), request=request, voice=VoiceSpec(),
                    clock=SessionClock(), clauses=True, answering=USER, history_len=0,
-                   mode="test", guard=guard)
-    spoken = []
+                   mode="test", guard=guard, model_voice=model_voice)
+    pieces = []
     while not isinstance(item := await asyncio.wait_for(run.next_item(), 5), ReplyEnd):
         assert isinstance(item, Piece)
-        spoken.append(item.text)
+        pieces.append(item)
     await run.close()
-    return run, spoken
+    return run, pieces
 
 
 async def test_a_parroting_reply_is_regenerated_with_a_new_seed_and_never_spoken() -> None:
@@ -78,6 +88,22 @@ async def test_a_clause_that_fails_after_the_opening_was_spoken_cuts_the_reply_t
     assert "contrasts" not in " ".join(spoken) and "Anyway" not in " ".join(spoken)
     assert [(h.rule, h.action) for h in run.guard.hits] == [("repeat", "truncated")]  # type: ignore[union-attr]
     assert llm.closed_early == 1  # generation stopped at the cut
+
+
+async def test_a_cut_reply_of_a_model_that_speaks_says_only_the_words_released() -> None:
+    """The speaking model's speech of the failed clause was already streamed in: it is
+    dropped with the clause; the speech of the released words all goes out, with them."""
+    released = "Dickens wrote that, a famous line."
+    llm = scripted(f"{released} What a striking opening full of contrasts. Anyway, do go on.")
+    run, pieces = await reply_pieces(llm, ReplyGuard(CONTEXT), model_voice="verse")
+
+    assert run.generated == released
+    assert run.request.speech is not None and run.metrics.tts_calls == 0
+    voiced = [p for p in pieces if p.audio is not None and len(p.audio)]
+    assert " ".join(p.text for p in voiced) == released  # every piece says what it plays
+    # The fake speaks each streamed word in 100 ms (FakeTTS's rate: 16 kHz): six words.
+    played_ms = sum(len(p.audio) for p in voiced if p.audio is not None) / 16
+    assert abs(played_ms - 100 * len(released.split())) <= 100
 
 
 async def test_the_opening_is_held_until_it_can_be_judged() -> None:

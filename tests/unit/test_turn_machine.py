@@ -397,7 +397,8 @@ def test_audio_turns_commit_the_audio_without_a_final_decode() -> None:
     preroll = tm.MachineConfig().preroll_ms * 16
     assert start == -preroll  # speech started at sample 0 (the first window)
     assert end >= 30 * W  # all of the speech, up to the pause
-    assert not d.of(tm.ShowTranscript)  # no words to show: none were decoded
+    # No words to show (none were decoded): only the turn's end, for the client's record.
+    assert d.of(tm.ShowTranscript) == [tm.ShowTranscript("", True)]
 
 
 def test_audio_turns_show_the_last_interim_words() -> None:
@@ -429,10 +430,50 @@ def test_audio_turns_resumed_speech_drops_the_speculation() -> None:
     assert commit.audio is not None and commit.audio[1] > 40 * W
 
 
-def test_audio_turns_drop_a_wordless_burst_too_short_to_be_a_turn() -> None:
-    d = Driver(interim_stt=False, audio_turns=True)
-    d.windows(0.9, 5)  # 160 ms, under interrupt_min_ms
-    d.windows(0.0, 60)
-    assert not d.of(tm.CommitTurn)
-    (dropped,) = d.of(tm.DiscardUtterance)
-    assert isinstance(dropped, tm.DiscardUtterance) and dropped.reason == "no words"
+def test_audio_turns_decode_a_short_wordless_burst_to_tell_a_word_from_a_noise() -> None:
+    """Under interrupt_min_ms with no interim words, the audio alone cannot say whether
+    it was "Yes." or a cough: that burst alone gets a final decode (no speculation)."""
+    for words, is_turn in (("", False), ("Yes.", True)):
+        d = Driver(interim_stt=False, audio_turns=True)
+        d.windows(0.9, 5)  # 160 ms
+        d.windows(0.0, 60)
+        assert not d.of(tm.StartSpeculation)
+        decode = d.last_final_decode()
+        d.send(tm.DecodeLanded(decode.decode_id, words))
+        commits = d.of(tm.CommitTurn)
+        if is_turn:
+            (commit,) = commits
+            assert isinstance(commit, tm.CommitTurn)
+            assert commit.text == "Yes." and commit.audio is not None  # still heard
+        else:
+            assert not commits
+            (dropped,) = d.of(tm.DiscardUtterance)
+            assert isinstance(dropped, tm.DiscardUtterance) and dropped.reason == "no words"
+
+
+def test_audio_turns_an_interim_landing_in_the_pause_judges_it() -> None:
+    """Words that cover the pause and look finished end the turn at the short delay; the
+    audio alone would have waited the middle one."""
+    d = Driver(audio_turns=True, interim_interval_ms=300, endpoint_min_ms=200,
+               endpoint_mid_ms=800)  # fmt: skip
+    d.windows(0.9, 20, cpu_idle=False)  # no interim while the user speaks
+    d.windows(0.0, 4)  # the first silent window starts one; then the pause
+    (running,) = d.of(tm.StartDecode)
+    assert isinstance(running, tm.StartDecode)
+    assert not running.final and running.end > 20 * W
+    d.send(tm.DecodeLanded(running.decode_id, "Ever tried."))
+    d.windows(0.0, 4)
+    (commit,) = d.of(tm.CommitTurn)
+    assert isinstance(commit, tm.CommitTurn) and commit.text == "Ever tried."
+    assert commit.audio is not None
+
+
+def test_speech_past_max_utterance_starts_a_new_utterance_not_a_flood() -> None:
+    """A forced end at max_utterance_ms while the user talks on: the speech after it is
+    one new utterance from there, not the old one ended again window after window."""
+    for audio_turns in (False, True):
+        d = Driver(interim_stt=False, audio_turns=audio_turns, max_utterance_ms=1000)
+        d.windows(0.9, 60)  # 1.9 s of speech
+        d.windows(0.0, 60)
+        ends = d.of(tm.CommitTurn) if audio_turns else d.of(tm.StartDecode)
+        assert len(ends) == 2, (audio_turns, len(ends))

@@ -41,8 +41,9 @@ class FakeModelServer:
     def _chunks(self, body: dict[str, Any]) -> list[dict[str, Any]]:
         if "audio" not in (body.get("modalities") or []):
             return [{"choices": [{"delta": {"content": self.reply}, "finish_reason": None}]}]
-        # Transcript first, the audio after it in three pieces, as the API interleaves them.
-        third = len(self.speech) // 6 * 2
+        # Transcript first, the audio after it in three pieces, as the API interleaves them;
+        # cut mid-sample, as nothing in the API promises whole samples per chunk.
+        third = len(self.speech) // 3 | 1
         pieces = [self.speech[:third], self.speech[third : 2 * third], self.speech[2 * third :]]
         audio = [{"id": "audio_1", "transcript": self.reply}]
         audio += [{"data": base64.b64encode(p).decode()} for p in pieces]

@@ -162,6 +162,7 @@ class OpenAICompatEngine:
                     raise LLMError(f"LLM server {self.url} answered HTTP {resp.status}: {text}")
                 finished = False
                 calls = StreamedToolCalls()
+                odd = b""  # the model's speech: a byte of a sample still to come
                 async for raw in resp.content:
                     data = _sse_data(raw)
                     if data is None:
@@ -178,6 +179,10 @@ class OpenAICompatEngine:
                     if request.speech is not None and (pcm := _delta_audio(chunk, self.url)):
                         if not first_at:
                             first_at = time.perf_counter()
+                        # Whole samples only: a chunk may end mid-sample, the next goes on.
+                        pcm, odd = odd + pcm, b""
+                        if len(pcm) % 2:
+                            pcm, odd = pcm[:-1], pcm[-1:]
                         request.speech.sink(pcm, MODEL_SPEECH_RATE)
                     delta = _delta_text(chunk)
                     if delta:
@@ -324,10 +329,9 @@ def _delta_audio(chunk: Mapping[str, Any], url: str) -> bytes:
     if not isinstance(data, str) or not data:
         return b""
     try:
-        pcm = base64.b64decode(data, validate=True)
+        return base64.b64decode(data, validate=True)
     except ValueError as exc:
         raise LLMError(f"LLM server {url} sent speech that is not base64: {exc}") from exc
-    return pcm[: len(pcm) // 2 * 2]  # whole samples only
 
 
 def apply_stream_chunk(chunk: Mapping[str, Any], usage: LLMUsage) -> bool:

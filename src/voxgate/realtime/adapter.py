@@ -437,7 +437,7 @@ class RealtimeConnection:
                 "string_above_max_length", f"item text may be at most {MAX_USER_TEXT} characters"
             )
         for image in images:  # the camera's newest frame: described (or seen) from now on
-            session.push_image(image)
+            session.push_image(image, still=True)
             self._image_sent = True
         if audio:
             await self._add_audio_item(session, item_id, np.concatenate(audio))
@@ -518,14 +518,11 @@ class RealtimeConnection:
         self._send({"type": "conversation.item.retrieved", "item": item})
 
     async def _response_create(self, session: Session, event: dict[str, Any]) -> None:
+        self._refuse_if_active(session)
         if self._image_sent:  # the reply should know what the picture it follows shows
             self._image_sent = False
-            await session.camera_settled(IMAGE_WAIT_S)  # first: the checks hold after it
-        if session.machine.turns > self.encoder.turns_finished:
-            raise ClientMistake(
-                "conversation_already_has_active_response",
-                "a response is in progress: wait for response.done or send response.cancel",
-            )
+            await session.camera_settled(IMAGE_WAIT_S)
+            self._refuse_if_active(session)  # a spoken turn may have begun meanwhile
         params = event.get("response") or {}
         if not isinstance(params, dict):
             raise ClientMistake("invalid_value", "'response' must be an object", "response")
@@ -549,6 +546,13 @@ class RealtimeConnection:
             if key in params:
                 tokens = updated_settings(self.settings, {key: params[key]}).max_output_tokens
         session.respond("", ReplyOptions(speak=speak, max_tokens=tokens, instructions=instructions))
+
+    def _refuse_if_active(self, session: Session) -> None:
+        if session.machine.turns > self.encoder.turns_finished:
+            raise ClientMistake(
+                "conversation_already_has_active_response",
+                "a response is in progress: wait for response.done or send response.cancel",
+            )
 
     async def _response_cancel(self, session: Session, event: dict[str, Any]) -> None:
         wanted = event.get("response_id")

@@ -223,6 +223,9 @@ class Endpointer:
             return []
         self.phase = Phase.IDLE
         self._verdict = self._score = None
+        # Speech that goes on starts a new utterance from here, not from where the
+        # ended one started (which would end it again at once, window after window).
+        self._speech_run = 0
         return [self._event(EventKind.END_OF_TURN, now)]
 
     def _event(self, kind: EventKind, sample: int) -> TurnEvent:

@@ -558,6 +558,17 @@ class TurnMachine:
         words = utt.partial.text if utt.partial is not None else None
         return _Decode(self._next_id(), utt.utterance, speech_end, end, words or "", source="audio")
 
+    def _heard_pause(self, utt: _Utterance, interim: _Decode) -> bool:
+        """An interim that landed during the pause of an utterance the model hears, and
+        covers all of its speech."""
+        decode = utt.decode
+        return (
+            self.phase is Phase.PAUSED
+            and decode is not None
+            and decode.source == "audio"
+            and interim.end > decode.speech_end
+        )
+
     def _spec_key(self, text: str, speech_end: int | None) -> str:
         """What a speculative reply answers: the words, or on the audio_turns route the
         audio up to that pause (a resumed utterance drops it anyway)."""
@@ -589,16 +600,18 @@ class TurnMachine:
             return
         self._cancel_interim(utt, actions)
         decode = utt.decode
-        if self.config.audio_turns:
+        speech_ms = self._ms(event.speech_end - utt.speech_start)
+        words = utt.partial.text if utt.partial is not None else ""
+        if self.config.audio_turns and (words or speech_ms >= self.config.interrupt_min_ms):
             if decode is None or decode.speech_end != event.speech_end:
                 decode = self._heard_decode(utt, event.speech_end, event.sample)
-            elif utt.partial is not None and utt.partial.text:
-                decode.text = utt.partial.text  # an interim that landed during the wait
-        elif decode is None or decode.speech_end != event.speech_end:
-            # Sequential mode, or a forced end while speaking: decode now.
+            elif words:
+                decode.text = words  # an interim that landed during the wait
+        elif decode is None or decode.speech_end != event.speech_end or decode.source == "audio":
+            # Sequential mode, a forced end while speaking, or (heard by the model) a
+            # burst too short to tell a word from a noise with no words yet: decode now.
             decode = _Decode(self._next_id(), utt.utterance, event.speech_end, event.sample)
             actions.append(self._decode_action(decode, utt, event.sample))
-        speech_ms = self._ms(event.speech_end - utt.speech_start)
         if speech_ms < self.config.interrupt_min_ms:
             self._release(actions)  # ended (e.g. the stream closed) before it could interrupt
         self._held.append(
@@ -627,6 +640,11 @@ class TurnMachine:
                     actions.append(ShowTranscript(event.text, False, utt.utterance))
                     if self.config.prime_partials and self.config.speculate:
                         actions.append(PrimePartial(utt.utterance, event.text))
+                elif event.text and self._heard_pause(utt, interim):
+                    # Heard by the model: these words, now covering the pause, judge it.
+                    assert utt.decode is not None
+                    utt.decode.text = event.text
+                    self._early_transcript(utt, utt.decode, actions)
             return
         decode = self._find_decode(event.decode_id)
         if decode is None or decode.text is not None:
@@ -679,7 +697,8 @@ class TurnMachine:
         else:
             verdict = transcript_verdict(text)
         self.endpointer.set_transcript_verdict(verdict)
-        if text or heard:
+        long_enough = self._ms(decode.speech_end - utt.speech_start) >= self.config.interrupt_min_ms
+        if text or (heard and long_enough):  # a short wordless burst may be a noise
             if text:
                 actions.append(ShowTranscript(text, False, utt.utterance))
             # An unfinished-looking thought will most likely go on: speculating on it
@@ -709,8 +728,9 @@ class TurnMachine:
                 reason = "failed" if held.decode.error else "cough" if cough else "no words"
                 actions.append(DiscardUtterance(held.utterance, reason, held.decode.error))
                 continue
-            if text:
-                actions.append(ShowTranscript(text, True, held.utterance))
+            # Even with no words: a turn the model heard is still the user's (a Realtime
+            # client gets its item from this).
+            actions.append(ShowTranscript(text, True, held.utterance))
             audio = (held.audio_start, held.decode.end) if self.config.audio_turns else None
             self._commit(
                 text, held.utterance, held.speech_end, held.committed_at, None, actions, audio

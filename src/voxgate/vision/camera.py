@@ -128,6 +128,7 @@ class CameraView:
         wanted = read_text if name_objects is None else name_objects
         self.name_objects = wanted and classifier.available()
         self.latest: Sighting | None = None
+        self.stills = False  # pictures sent one by one: the last stays fresh until the next
         self.frames = 0  # received
         self.superseded = 0  # replaced by a newer one before it was described
         self.text_skipped = 0  # new views whose text was not read: a live turn was busy
@@ -149,13 +150,14 @@ class CameraView:
     async def settled(self) -> None:
         """Returns once every frame submitted so far is described (or has failed)."""
         while self._worker is not None and not self._worker.done():
-            # Shielded: a caller that stops waiting must not stop the description.
-            await asyncio.shield(self._worker)
+            # Waited on, not awaited: a caller that stops waiting must not stop the
+            # description, and a worker that is stopped (closing) must not fail the caller.
+            await asyncio.wait({self._worker})
 
     def fresh(self, now: float | None = None) -> Sighting | None:
         """The newest frame and its description, if recent."""
         now = time.monotonic() if now is None else now
-        if self.latest is None or now - self.latest.at > FRESH_S:
+        if self.latest is None or (not self.stills and now - self.latest.at > FRESH_S):
             return None
         return self.latest
 
