@@ -48,8 +48,13 @@ def _flip_byte(path: Path, offset: int, keep_mtime: bool = False) -> None:
     if keep_mtime:
         os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
     else:
-        # Some filesystems keep mtime at coarse resolution; make the change visible.
-        os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns + 1_000_000_000))
+        # Changed after it was verified, as an edit would be: later than the sidecar
+        # (written after hashing, which may take over a second on a busy machine), by a
+        # second, as some filesystems keep mtime at coarse resolution.
+        sidecar = assets._sidecar(path)
+        verified = sidecar.stat().st_mtime_ns if sidecar.exists() else 0
+        later = max(before.st_mtime_ns, verified) + 1_000_000_000
+        os.utime(path, ns=(before.st_atime_ns, later))
 
 
 def fake_uninstalled(monkeypatch: pytest.MonkeyPatch, module: str) -> None:
