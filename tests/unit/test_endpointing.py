@@ -95,6 +95,21 @@ def test_with_a_turn_score_a_complete_text_also_needs_the_audio_to_sound_finishe
     assert ep.delay_ms() == 1500
 
 
+def test_a_pause_with_no_words_is_judged_on_the_audio_alone() -> None:
+    """The model hears the audio, no words cover the pause: the end-of-turn score
+    decides when there is one, else the middle wait."""
+    plain = _paused(EndpointConfig(min_delay_ms=400, max_delay_ms=1500, mid_delay_ms=800))
+    plain.set_transcript_verdict(Verdict.UNHEARD)
+    assert plain.delay_ms() == 800
+    scored = _paused(EndpointConfig(min_delay_ms=400, max_delay_ms=1500, use_score=True))
+    scored.set_transcript_verdict(Verdict.UNHEARD)
+    assert scored.delay_ms() == 1500  # waiting for the score
+    scored.set_turn_score(0.9)
+    assert scored.delay_ms() == 400
+    scored.set_turn_score(0.1)
+    assert scored.delay_ms() == 1500
+
+
 @pytest.mark.parametrize(("text", "verdict"), [
     ("Ever tried.", Verdict.COMPLETE),
     ("Ever failed", Verdict.MAYBE),  # Whisper dropped the period

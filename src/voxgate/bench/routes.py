@@ -32,11 +32,15 @@ from voxgate.llm.base import LLMCapabilities
 from voxgate.llm.openai_compat import OpenAICompatEngine
 
 REPLY = "That is a good question, and here is a short answer to it."
-ROUTES = {
-    "bridges (STT, TTS)": LLMCapabilities(),
-    "audio_in (no STT on the turn)": LLMCapabilities(audio_in=True),
-    "audio_out (no TTS)": LLMCapabilities(audio_out=True),
-    "audio_in + audio_out": LLMCapabilities(audio_in=True, audio_out=True),
+HEARS, SPEAKS = LLMCapabilities(audio_in=True), LLMCapabilities(audio_out=True)
+# (what the model does, session settings over the bench's own)
+ROUTES: dict[str, tuple[LLMCapabilities, dict[str, Any]]] = {
+    "bridges (STT, TTS)": (LLMCapabilities(), {}),
+    "audio_in (no STT on the turn)": (HEARS, {}),
+    # The ablation of the captions' words judging the pause: the audio alone decides.
+    "audio_in, captions off": (HEARS, {"interim_stt": False}),
+    "audio_out (no TTS)": (SPEAKS, {}),
+    "audio_in + audio_out": (LLMCapabilities(audio_in=True, audio_out=True), {}),
 }
 
 
@@ -55,12 +59,15 @@ async def run_routes(args: argparse.Namespace) -> dict[str, list[TurnResult]]:
     audio = [u.audio for u in build_conversation(None, args.turns)]
     runs: dict[str, list[TurnResult]] = {}
     try:
-        for name, capabilities in ROUTES.items():
+        for name, (capabilities, settings) in ROUTES.items():
             # One server for every run: a new session reads the capabilities it starts with.
             assert isinstance(engines.llm, OpenAICompatEngine)
             engines.llm.capabilities = capabilities
             print(f"[routes] {name}: {len(audio)} turns of real speech...", flush=True)
-            results, _ = await converse(server.url, audio, config={"seed": 20261202})
+            # The fake says the same sentence every turn: the reply guard's repeat rule
+            # would replace it; what this measures is around the model, so it is off.
+            config = {"seed": 20261202, "reply_guard": False, **settings}
+            results, _ = await converse(server.url, audio, config=config)
             runs[name] = results
             for n, result in enumerate(results, start=1):
                 print(f"[routes]   {name} turn {n}: v2v {result.client_voice_to_voice_ms} ms, "

@@ -111,6 +111,9 @@ class Verdict(Enum):
     # often drops the final period when the audio stops right after the last word.
     MAYBE = "maybe"
     INCOMPLETE = "incomplete"  # a trailing comma, ellipsis or function word, or nothing
+    # No words cover the pause yet and none are needed (the model hears the audio): the
+    # audio's own end-of-turn score decides, else the middle wait.
+    UNHEARD = "unheard"
 
 
 def transcript_verdict(text: str) -> Verdict:
@@ -168,6 +171,12 @@ class Endpointer:
         mid = min(max(c.mid_delay_ms, c.min_delay_ms), c.max_delay_ms)
         if self._verdict is None or self._verdict is Verdict.INCOMPLETE:
             return c.max_delay_ms
+        if self._verdict is Verdict.UNHEARD:
+            if not c.use_score:
+                return mid
+            if self._score is None:
+                return c.max_delay_ms
+            return c.min_delay_ms if self._score > c.score_threshold else c.max_delay_ms
         if c.use_score:
             if self._score is None:  # wait for the audio's verdict too
                 return c.max_delay_ms

@@ -422,7 +422,10 @@ class TurnMachine:
             return
         if self._tail_due(utt, w):
             # The live turn's work: on the final decode's path, whatever else is running.
-            utt.tail = self._partial_decode(utt, w.end, actions, final=True)
+            # Heard by the model, it is only a caption that may judge the pause sooner:
+            # nothing waits for it.
+            final = not self.config.audio_turns
+            utt.tail = self._partial_decode(utt, w.end, actions, final=final)
         elif self._interim_due(utt, w):
             utt.last_interim = w.end
             utt.interim = self._partial_decode(utt, w.end, actions, final=False)
@@ -447,7 +450,7 @@ class TurnMachine:
         (nearly) there. A periodic interim still running does not stop it."""
         speech_end = self.endpointer.speech_end
         c = self.config
-        if not c.interim_stt or not c.overlap or c.audio_turns or w.end <= speech_end:
+        if not c.interim_stt or not c.overlap or w.end <= speech_end:
             return False
         return not any(
             d is not None and d.end > speech_end for d in (utt.partial, utt.tail, utt.interim)
@@ -692,8 +695,8 @@ class TurnMachine:
         heard = decode.source == "audio"
         if heard and (utt.partial is None or utt.partial.end <= decode.speech_end):
             # Words that stop before the pause say nothing of how it ends: the audio's
-            # own score (if any) and the middle wait decide.
-            verdict = Verdict.MAYBE
+            # own score (if any) or the middle wait decide.
+            verdict = Verdict.UNHEARD
         else:
             verdict = transcript_verdict(text)
         self.endpointer.set_transcript_verdict(verdict)
