@@ -89,10 +89,14 @@ async def connected(server: ServerProcess, **options: Any) -> AsyncIterator[Any]
         yield conn
 
 
+def user_item(text: str, *parts: dict[str, Any]) -> dict[str, Any]:
+    """A user message item: its words, then any other content parts."""
+    content = [{"type": "input_text", "text": text}, *parts]
+    return {"type": "message", "role": "user", "content": content}
+
+
 async def say(conn: Any, text: str, **response: Any) -> list[Any]:
-    await conn.conversation.item.create(
-        item={"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}
-    )
+    await conn.conversation.item.create(item=user_item(text))
     await conn.response.create(**({"response": response} if response else {}))
     return await events_until(conn, "response.done")
 
@@ -212,15 +216,7 @@ def test_truncate_keeps_only_what_was_heard(server: ServerProcess) -> None:
 def test_response_cancel_mid_reply(server: ServerProcess) -> None:
     async def scenario() -> tuple[list[Any], list[Any]]:
         async with connected(server) as conn:
-            await conn.conversation.item.create(
-                item={
-                    "type": "message",
-                    "role": "user",
-                    "content": [
-                        {"type": "input_text", "text": "Tell me a long story about a cat."}
-                    ],
-                }
-            )
+            await conn.conversation.item.create(item=user_item("Tell me a long story about a cat."))
             await conn.response.create()
             before = await events_until(conn, "response.output_audio.delta")
             await conn.response.cancel()
@@ -396,16 +392,9 @@ def test_a_picture_sent_as_input_image_is_read_for_the_answer(server: ServerProc
 
     async def scenario() -> list[Any]:
         async with connected(server) as conn:
-            await conn.conversation.item.create(
-                item={
-                    "type": "message",
-                    "role": "user",
-                    "content": [
-                        {"type": "input_text", "text": "What word is on the sign I'm showing?"},
-                        {"type": "input_image", "image_url": url},
-                    ],
-                }
-            )
+            picture = {"type": "input_image", "image_url": url}
+            question = "What word is on the sign I'm showing?"
+            await conn.conversation.item.create(item=user_item(question, picture))
             await conn.response.create()
             return await events_until(conn, "response.done")
 
